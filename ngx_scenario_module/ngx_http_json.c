@@ -1,0 +1,394 @@
+/*
+ * JSON request and response helpers.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_json.h"
+
+
+static ngx_int_t ngx_http_json_content_type(ngx_http_request_t *r);
+static u_char *ngx_http_json_collect(ngx_http_request_t *r, size_t max,
+    size_t *len, ngx_int_t *rc);
+static void ngx_http_json_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_json_type =
+    ngx_string("application/json; charset=utf-8");
+
+
+ngx_int_t
+ngx_http_json_read(ngx_http_request_t *r, size_t max,
+    ngx_http_client_body_handler_pt handler)
+{
+    ngx_int_t  rc;
+
+    if (ngx_http_json_content_type(r) != NGX_OK) {
+        return ngx_http_json_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                   "unsupported_media_type",
+                                   "Content-Type must be application/json");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) max) {
+        /* the body is not read: do not keep the connection */
+        r->keepalive = 0;
+        return ngx_http_json_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                   "too_large", "request body is too large");
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, handler);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+json_t *
+ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
+{
+    char          msg[JSON_ERROR_TEXT_LENGTH + 32];
+    u_char       *data;
+    size_t        len;
+    json_t       *json;
+    json_error_t  err;
+
+    data = ngx_http_json_collect(r, max, &len, rc);
+    if (data == NULL) {
+        return NULL;
+    }
+
+    /* jansson rejects invalid UTF-8 and NUL characters in strings */
+    json = json_loadb((char *) data, len, JSON_REJECT_DUPLICATES, &err);
+    if (json == NULL) {
+        ngx_snprintf((u_char *) msg, sizeof(msg), "invalid JSON: %s%Z",
+                     err.text);
+        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request", msg);
+        return NULL;
+    }
+
+    if (ngx_http_json_own(r->pool, json) == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    if (!json_is_object(json)) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "the body must be a JSON object");
+        return NULL;
+    }
+
+    return json;
+}
+
+
+ngx_int_t
+ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
+    if (len == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last += json_dumpb(json, (char *) b->pos, len, JSON_COMPACT);
+    *b->last++ = '\n';
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_json_type;
+    r->headers_out.content_type_len = ngx_http_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    json_t     *json;
+    ngx_int_t   rc;
+
+    json = json_pack("{s:{s:s,s:s}}", "error", "code", code,
+                     "message", message);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED
+        && r->headers_out.www_authenticate == NULL)
+    {
+        r->headers_out.www_authenticate = ngx_list_push(&r->headers_out.headers);
+        if (r->headers_out.www_authenticate != NULL) {
+            r->headers_out.www_authenticate->hash = 1;
+            ngx_str_set(&r->headers_out.www_authenticate->key,
+                        "WWW-Authenticate");
+            ngx_str_set(&r->headers_out.www_authenticate->value, "Bearer");
+        }
+    }
+
+    /* an error answers for the whole request: drop a body not yet read */
+    if (r == r->main && !r->request_body && !r->discard_body) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+    }
+
+    rc = ngx_http_json_send(r, status, json);
+
+    json_decref(json);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_json_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds)
+{
+    ngx_str_t  v;
+
+    v.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v.len = ngx_sprintf(v.data, "%T", seconds < 1 ? 1 : seconds) - v.data;
+
+    return ngx_http_json_add_header(r, "Retry-After", &v);
+}
+
+
+json_t *
+ngx_http_json_own(ngx_pool_t *pool, json_t *json)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        json_decref(json);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_json_cleanup;
+    cln->data = json;
+
+    return json;
+}
+
+
+ngx_int_t
+ngx_http_json_string(json_t *obj, const char *key, ngx_str_t *value,
+    size_t min, size_t max)
+{
+    size_t   n;
+    u_char  *p;
+    json_t  *v;
+
+    v = json_object_get(obj, key);
+    if (v == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!json_is_string(v)) {
+        return NGX_ERROR;
+    }
+
+    value->data = (u_char *) json_string_value(v);
+    value->len = json_string_length(v);
+
+    /* jansson guarantees valid UTF-8: count code points */
+    n = 0;
+    for (p = value->data; p < value->data + value->len; p++) {
+        if ((*p & 0xc0) != 0x80) {
+            n++;
+        }
+    }
+
+    if (n < min || n > max) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+u_char *
+ngx_http_json_time(ngx_pool_t *pool, time_t t)
+{
+    u_char    *p;
+    ngx_tm_t   tm;
+
+    p = ngx_pnalloc(pool, sizeof("1970-01-01T00:00:00Z"));
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_gmtime(t, &tm);
+
+    ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02dZ%Z",
+                tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_json_content_type(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return NGX_ERROR;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    last = ct->data + ct->len;
+
+    for (p = ct->data; p < last && *p != ';' && *p != ' '; p++) {
+        /* void */
+    }
+
+    if ((size_t) (p - ct->data) == sizeof("application/json") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                           sizeof("application/json") - 1)
+           == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* the body as one piece of memory; it is small, so a file is read whole */
+
+static u_char *
+ngx_http_json_collect(ngx_http_request_t *r, size_t max, size_t *len,
+    ngx_int_t *rc)
+{
+    u_char       *data, *p;
+    size_t        size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "a JSON body is required");
+        return NULL;
+    }
+
+    size = 0;
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        size += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                           : (size_t) (b->last - b->pos);
+    }
+
+    if (size > max) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "too_large", "request body is too large");
+        return NULL;
+    }
+
+    if (size == 0) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "a JSON body is required");
+        return NULL;
+    }
+
+    data = ngx_pnalloc(r->pool, size);
+    if (data == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    p = data;
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+        if (n != b->file_last - b->file_pos) {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NULL;
+        }
+
+        p += n;
+    }
+
+    *len = size;
+
+    return data;
+}
+
+
+static void
+ngx_http_json_cleanup(void *data)
+{
+    json_decref(data);
+}

@@ -1,0 +1,61 @@
+/*
+ * JSON in and out of nginx requests (jansson): reading a size-limited body,
+ * sending a document, and the error shape
+ * {"error": {"code": "...", "message": "..."}}.  Knows nothing of the
+ * module that uses it.
+ */
+
+#ifndef _NGX_HTTP_JSON_H_INCLUDED_
+#define _NGX_HTTP_JSON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+
+
+/*
+ * Checks Content-Type (415) and a declared length (413) and starts reading
+ * the body; returns NGX_DONE, or a status to answer with (already sent as
+ * JSON when it is an error: finalize with the returned code).
+ */
+ngx_int_t ngx_http_json_read(ngx_http_request_t *r, size_t max,
+    ngx_http_client_body_handler_pt handler);
+
+/*
+ * In the body handler: parses the body read so far into an object, owned by
+ * r->pool (released by a pool cleanup).  On NULL, *rc is the status of the
+ * error already sent: finalize with it.
+ */
+json_t *ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc);
+
+/* Sends json (not stolen) with status; returns the rc to finalize with. */
+ngx_int_t ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json);
+
+/* Sends the error shape; returns the rc to finalize with. */
+ngx_int_t ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message);
+
+/* Adds a header to the response (Retry-After, Allow...). */
+ngx_int_t ngx_http_json_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds);
+
+/* Ties a json_t to a pool: it is released when the pool is. */
+json_t *ngx_http_json_own(ngx_pool_t *pool, json_t *json);
+
+/*
+ * Reads a string field of at most max characters (code points) and at least
+ * min.  Returns NGX_OK, NGX_DECLINED (missing) or NGX_ERROR (wrong type or
+ * length).  The value points into the object.
+ */
+ngx_int_t ngx_http_json_string(json_t *obj, const char *key, ngx_str_t *value,
+    size_t min, size_t max);
+
+/* RFC 3339 UTC timestamp of t, allocated from pool. */
+u_char *ngx_http_json_time(ngx_pool_t *pool, time_t t);
+
+
+#endif /* _NGX_HTTP_JSON_H_INCLUDED_ */

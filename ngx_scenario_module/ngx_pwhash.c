@@ -1,0 +1,169 @@
+/*
+ * argon2id in a thread pool.  The thread touches only its job; the request
+ * is held with r->main->blocked so that nginx cannot free it meanwhile.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_pwhash.h"
+
+
+static void ngx_pwhash_thread(void *data, ngx_log_t *log);
+static void ngx_pwhash_done(ngx_event_t *ev);
+
+
+char *
+ngx_pwhash_conf_init(ngx_conf_t *cf, ngx_pwhash_conf_t *conf)
+{
+    u_char  secret[32];
+
+    if (sodium_init() < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sodium_init() failed");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->memlimit < crypto_pwhash_MEMLIMIT_MIN
+        || conf->opslimit < crypto_pwhash_OPSLIMIT_MIN)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "password hashing cost is below argon2id's minimum");
+        return NGX_CONF_ERROR;
+    }
+
+    conf->thread_pool = ngx_thread_pool_add(cf, &conf->name);
+    if (conf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a hash of a random secret, with the configured cost */
+
+    randombytes_buf(secret, sizeof(secret));
+
+    if (crypto_pwhash_str(conf->dummy, (char *) secret, sizeof(secret),
+                          conf->opslimit, conf->memlimit)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "crypto_pwhash_str() failed: out of memory?");
+        return NGX_CONF_ERROR;
+    }
+
+    sodium_memzero(secret, sizeof(secret));
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_pwhash_job_t *
+ngx_pwhash_post(ngx_http_request_t *r, ngx_pwhash_conf_t *conf,
+    ngx_uint_t verify, ngx_str_t *password, ngx_str_t *hash,
+    ngx_http_event_handler_pt handler)
+{
+    ngx_pwhash_job_t   *job;
+    ngx_thread_task_t  *task;
+
+    if (password->len > NGX_PWHASH_MAX_PASSWORD
+        || (hash && hash->len >= crypto_pwhash_STRBYTES))
+    {
+        return NULL;
+    }
+
+    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_pwhash_job_t));
+    if (task == NULL) {
+        return NULL;
+    }
+
+    job = task->ctx;
+
+    job->verify = verify;
+    job->handler = handler;
+    job->request = r;
+    job->memlimit = conf->memlimit;
+    job->opslimit = conf->opslimit;
+    job->password_len = password->len;
+    ngx_memcpy(job->password, password->data, password->len);
+
+    if (verify) {
+        if (hash && hash->len) {
+            ngx_memcpy(job->hash, hash->data, hash->len);
+            job->hash[hash->len] = '\0';
+
+        } else {
+            ngx_memcpy(job->hash, conf->dummy, sizeof(conf->dummy));
+        }
+    }
+
+    task->handler = ngx_pwhash_thread;
+    task->event.handler = ngx_pwhash_done;
+    task->event.data = job;
+
+    if (ngx_thread_task_post(conf->thread_pool, task) != NGX_OK) {
+        sodium_memzero(job->password, job->password_len);
+        return NULL;
+    }
+
+    r->main->blocked++;
+
+    return job;
+}
+
+
+/* runs in a thread: only the job is touched */
+
+static void
+ngx_pwhash_thread(void *data, ngx_log_t *log)
+{
+    ngx_pwhash_job_t  *job = data;
+
+    if (job->verify) {
+        if (crypto_pwhash_str_verify(job->hash, (char *) job->password,
+                                     job->password_len)
+            == 0)
+        {
+            job->rc = NGX_OK;
+            job->needs_rehash = crypto_pwhash_str_needs_rehash(job->hash,
+                                    job->opslimit, job->memlimit) != 0;
+
+        } else {
+            job->rc = NGX_DECLINED;
+        }
+
+    } else {
+        job->rc = crypto_pwhash_str(job->hash, (char *) job->password,
+                                    job->password_len, job->opslimit,
+                                    job->memlimit)
+                  == 0 ? NGX_OK : NGX_ERROR;
+    }
+
+    sodium_memzero(job->password, job->password_len);
+}
+
+
+/* back in the event loop */
+
+static void
+ngx_pwhash_done(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_pwhash_job_t    *job;
+    ngx_http_request_t  *r;
+
+    job = ev->data;
+    r = job->request;
+    c = r->connection;
+
+    r->main->blocked--;
+
+    /* a request terminated meanwhile only waited for the thread */
+    if (c->error) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+
+    } else {
+        job->handler(r);
+    }
+
+    ngx_http_run_posted_requests(c);
+}

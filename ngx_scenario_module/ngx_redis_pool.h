@@ -1,0 +1,104 @@
+/*
+ * A per-worker pool of non-blocking Redis connections (hiredis async),
+ * driven by nginx events.  Knows nothing of the module that uses it.
+ *
+ * Commands are pipelined over a small set of long-lived connections; a
+ * command never blocks the worker, always has a timeout, and its handler is
+ * always called exactly once (never from inside ngx_redis_command()), unless
+ * the caller cancelled it first.
+ */
+
+#ifndef _NGX_REDIS_POOL_H_INCLUDED_
+#define _NGX_REDIS_POOL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <hiredis/hiredis.h>
+
+
+typedef struct ngx_redis_pool_s  ngx_redis_pool_t;
+typedef struct ngx_redis_op_s    ngx_redis_op_t;
+typedef struct ngx_redis_sub_s   ngx_redis_sub_t;
+
+
+/*
+ * rc is NGX_OK with a reply (which may be REDIS_REPLY_ERROR), or
+ * NGX_ERROR (connection lost, no reply) or NGX_ETIMEDOUT, with reply NULL.
+ * The reply is only valid during the call.
+ */
+typedef void (*ngx_redis_handler_pt)(void *data, redisReply *reply,
+    ngx_int_t rc);
+
+/* A message published on a subscribed channel. */
+typedef void (*ngx_redis_message_pt)(void *data, ngx_str_t *channel,
+    ngx_str_t *message);
+
+
+typedef struct {
+    ngx_str_t                  addr;          /* "host:port", "unix:/path" */
+    ngx_addr_t                *peer;          /* resolved at config time */
+    ngx_str_t                  unix_path;     /* set for unix sockets */
+    ngx_uint_t                 size;          /* connections per worker */
+    ngx_uint_t                 max_pending;   /* in flight per connection */
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 command_timeout;
+    ngx_msec_t                 backoff_min;   /* reconnect delay bounds */
+    ngx_msec_t                 backoff_max;
+    ngx_str_t                  password;      /* AUTH after connect if set */
+    ngx_int_t                  db;            /* SELECT after connect */
+} ngx_redis_pool_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                 size;
+    ngx_uint_t                 connected;
+    ngx_uint_t                 pending;       /* commands in flight */
+    ngx_uint_t                 commands;      /* sent since start */
+    ngx_uint_t                 errors;        /* failed or timed out */
+    ngx_uint_t                 reconnects;
+} ngx_redis_pool_stats_t;
+
+
+/* Configuration time: fills defaults for unset fields, parses the address. */
+void ngx_redis_pool_conf_init(ngx_redis_pool_conf_t *conf);
+char *ngx_redis_pool_conf_parse(ngx_conf_t *cf, ngx_redis_pool_conf_t *conf,
+    ngx_str_t *addr);
+
+/* Allocated from cf->pool; connects nothing until init_process. */
+ngx_redis_pool_t *ngx_redis_pool_create(ngx_conf_t *cf,
+    ngx_redis_pool_conf_t *conf);
+
+/* Worker start: open every connection (non-blocking). */
+ngx_int_t ngx_redis_pool_init_process(ngx_redis_pool_t *pool,
+    ngx_cycle_t *cycle);
+
+/* Worker exit or reload: fail pending commands, close every connection. */
+void ngx_redis_pool_exit_process(ngx_redis_pool_t *pool);
+
+/*
+ * Sends one command (argv form, binary safe).  Returns NULL when no
+ * connection is up or every connection has max_pending commands in
+ * flight: the caller should answer 503.
+ */
+ngx_redis_op_t *ngx_redis_command(ngx_redis_pool_t *pool,
+    ngx_redis_handler_pt handler, void *data, int argc, const char **argv,
+    const size_t *argvlen);
+
+/* The handler will not be called; safe at any time before it was called. */
+void ngx_redis_op_cancel(ngx_redis_op_t *op);
+
+/*
+ * Pub/sub on one dedicated subscriber connection per worker.  The
+ * subscription survives reconnects (it is re-issued); each subscriber of a
+ * channel gets every message.  Returns NULL on allocation failure only.
+ */
+ngx_redis_sub_t *ngx_redis_subscribe(ngx_redis_pool_t *pool,
+    ngx_str_t *channel, ngx_redis_message_pt handler, void *data);
+void ngx_redis_unsubscribe(ngx_redis_sub_t *sub);
+
+void ngx_redis_pool_stats(ngx_redis_pool_t *pool,
+    ngx_redis_pool_stats_t *stats);
+
+
+#endif /* _NGX_REDIS_POOL_H_INCLUDED_ */

@@ -1,0 +1,168 @@
+/*
+ * The scenario platform's own declarations (the upper floor): the module's
+ * configuration, the per-request context, and the flows' entry points.
+ */
+
+#ifndef _NGX_SCENARIO_H_INCLUDED_
+#define _NGX_SCENARIO_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_pg_pool.h"
+#include "ngx_redis_pool.h"
+#include "ngx_pwhash.h"
+#include "ngx_http_json.h"
+
+
+#define NGX_SCENARIO_TOKEN_LEN    43    /* 256 bits, base64url unpadded */
+#define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
+
+
+typedef enum {
+    NGX_SCENARIO_NONE = 0,
+    NGX_SCENARIO_REGISTER,
+    NGX_SCENARIO_LOGIN,
+    NGX_SCENARIO_LOGOUT,
+    NGX_SCENARIO_ME,
+    NGX_SCENARIO_HEALTHZ,
+    NGX_SCENARIO_METRICS
+} ngx_scenario_handler_e;
+
+
+/* counters shared by the workers of one nginx (a shared memory zone) */
+typedef enum {
+    NGX_SCENARIO_M_REQUESTS = 0,
+    NGX_SCENARIO_M_LOGIN_OK,
+    NGX_SCENARIO_M_LOGIN_FAILED,
+    NGX_SCENARIO_M_LOGIN_LIMITED,
+    NGX_SCENARIO_M_REGISTERED,
+    NGX_SCENARIO_M_LOGOUT,
+    NGX_SCENARIO_M_AUTH_OK,
+    NGX_SCENARIO_M_AUTH_DENIED,
+    NGX_SCENARIO_M_ERR_4XX,
+    NGX_SCENARIO_M_ERR_5XX,
+    NGX_SCENARIO_M_UNAVAILABLE,
+    NGX_SCENARIO_M_ACTIVE_CHATS,
+    NGX_SCENARIO_M_LAST
+} ngx_scenario_metric_e;
+
+
+typedef struct {
+    ngx_atomic_t                 v[NGX_SCENARIO_M_LAST];
+} ngx_scenario_metrics_t;
+
+
+typedef struct {
+    ngx_str_t                    pg_conninfo;
+    ngx_pg_pool_conf_t           pg;
+    ngx_pg_pool_t               *pg_pool;
+
+    ngx_str_t                    redis_addr;
+    ngx_redis_pool_conf_t        redis;
+    ngx_redis_pool_t            *redis_pool;
+
+    ngx_pwhash_conf_t            pwhash;
+
+    ngx_flag_t                   register_enabled;
+    time_t                       token_ttl;
+    ngx_uint_t                   token_sliding;
+    ngx_str_t                    cookie_name;
+    ngx_array_t                 *allowed_origins;     /* of ngx_str_t */
+
+    ngx_uint_t                   limit_email;
+    ngx_uint_t                   limit_address;
+    time_t                       limit_window;
+
+    ngx_shm_zone_t              *shm_zone;
+    ngx_scenario_metrics_t      *metrics;
+} ngx_scenario_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                   handler;
+    ngx_flag_t                   auth_required;
+    size_t                       max_body;
+} ngx_scenario_loc_conf_t;
+
+
+typedef struct ngx_scenario_ctx_s  ngx_scenario_ctx_t;
+
+typedef void (*ngx_scenario_pg_pt)(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+typedef void (*ngx_scenario_redis_pt)(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+
+
+struct ngx_scenario_ctx_s {
+    /* set by the access phase */
+    int64_t                      user_id;
+    ngx_str_t                    user_id_text;
+    ngx_str_t                    token_key;       /* "sess:<sha256 hex>" */
+    ngx_uint_t                   auth_status;     /* 0 or the error */
+
+    /* what a flow waits for; cancelled if the request goes away */
+    ngx_pg_op_t                 *pg_op;
+    ngx_scenario_pg_pt           pg_handler;
+    ngx_redis_op_t              *redis_op;
+    ngx_scenario_redis_pt        redis_handler;
+    ngx_pwhash_job_t            *job;
+
+    /* the flow's own state */
+    json_t                      *body;
+    ngx_str_t                    email;
+    ngx_str_t                    password;
+    ngx_str_t                    display_name;
+    json_t                      *user;
+    u_char                       token[NGX_SCENARIO_TOKEN_LEN + 1];
+    ngx_str_t                    key_email;
+    ngx_str_t                    key_address;
+    ngx_uint_t                   pending;
+    ngx_uint_t                   pg_ok;
+    ngx_uint_t                   redis_ok;
+
+    unsigned                     auth_done:1;
+    unsigned                     auth_waiting:1;
+    unsigned                     cookie_auth:1;
+    unsigned                     cleanup_set:1;
+};
+
+
+extern ngx_module_t  ngx_scenario_module;
+
+
+/* ngx_scenario_module.c: shared plumbing of the flows */
+ngx_scenario_ctx_t *ngx_scenario_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_pg(ngx_http_request_t *r, const char *sql,
+    ngx_uint_t nparams, ngx_str_t *params, ngx_scenario_pg_pt handler);
+ngx_int_t ngx_scenario_redis(ngx_http_request_t *r,
+    ngx_scenario_redis_pt handler, int argc, const char **argv,
+    const size_t *argvlen);
+void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
+ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
+void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
+    ngx_atomic_int_t n);
+
+/* ngx_scenario_access.c */
+ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);
+ngx_int_t ngx_scenario_origin_ok(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_token(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *cookie);
+void ngx_scenario_token_key(u_char *token, size_t len, u_char *key);
+
+/* ngx_scenario_auth.c */
+ngx_int_t ngx_scenario_register_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_login_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_logout_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_me_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_ops.c */
+ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_metrics_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_metrics_init(ngx_conf_t *cf,
+    ngx_scenario_main_conf_t *smcf);
+
+
+#endif /* _NGX_SCENARIO_H_INCLUDED_ */

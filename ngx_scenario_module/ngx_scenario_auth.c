@@ -1,0 +1,989 @@
+/*
+ * The login flow: POST /auth/register, POST /auth/login, POST /auth/logout
+ * and GET /auth/me.
+ *
+ * login:    body -> rate limit (Redis) -> user row (Postgres) -> argon2id
+ *           verify (thread pool) -> session (Redis) -> 200 with the cookie
+ * register: body -> argon2id hash (thread pool) -> insert (Postgres) ->
+ *           session (Redis) -> 201
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_scenario.h"
+
+
+#define NGX_SCENARIO_MIN_PASSWORD  8
+
+
+static ngx_int_t ngx_scenario_auth_post(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt handler);
+static ngx_int_t ngx_scenario_auth_fields(ngx_http_request_t *r,
+    ngx_scenario_ctx_t *ctx, ngx_uint_t registering);
+static const char *ngx_scenario_weak_password(ngx_scenario_ctx_t *ctx);
+
+static void ngx_scenario_register_body(ngx_http_request_t *r);
+static void ngx_scenario_register_hashed(ngx_http_request_t *r);
+static void ngx_scenario_register_inserted(ngx_http_request_t *r,
+    PGresult *res, ngx_int_t rc);
+
+static void ngx_scenario_login_body(ngx_http_request_t *r);
+static void ngx_scenario_login_checked(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+static void ngx_scenario_login_verified(ngx_http_request_t *r);
+static void ngx_scenario_login_failed(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+
+static void ngx_scenario_session_start(ngx_http_request_t *r,
+    ngx_uint_t status);
+static void ngx_scenario_session_started(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+static ngx_int_t ngx_scenario_set_cookie(ngx_http_request_t *r,
+    ngx_str_t *token, time_t max_age);
+
+static void ngx_scenario_logout_done(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+
+static json_t *ngx_scenario_user_json(PGresult *res);
+static ngx_int_t ngx_scenario_method_not_allowed(ngx_http_request_t *r,
+    const char *allow);
+static void ngx_scenario_wait_done(ngx_http_request_t *r);
+
+
+/*
+ * Both counters of a login are checked at once: the answer is 0, or how
+ * many milliseconds are left before the one over its limit resets.
+ */
+static const char  ngx_scenario_limit_check[] =
+    "local e = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "local a = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "if e >= tonumber(ARGV[1]) then return redis.call('PTTL', KEYS[1]) end "
+    "if a >= tonumber(ARGV[2]) then return redis.call('PTTL', KEYS[2]) end "
+    "return 0";
+
+/* a failure counts against the email and the client address */
+static const char  ngx_scenario_limit_fail[] =
+    "for _, k in ipairs(KEYS) do "
+    "if redis.call('INCR', k) == 1 then "
+    "redis.call('PEXPIRE', k, ARGV[1]) end end "
+    "return 1";
+
+/* a session, and the email's failures forgiven */
+static const char  ngx_scenario_session_script[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "if KEYS[2] then redis.call('DEL', KEYS[2]) end "
+    "return 1";
+
+/* the session is gone, and caches are told at once */
+static const char  ngx_scenario_logout_script[] =
+    "local n = redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:revoked', KEYS[1]) "
+    "return n";
+
+
+static const char  ngx_scenario_user_by_email[] =
+    "SELECT id, email, display_name, xp, level, password_hash "
+    "FROM users WHERE lower(email) = $1";
+
+static const char  ngx_scenario_user_insert[] =
+    "INSERT INTO users (email, password_hash, display_name) "
+    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
+    "RETURNING id, email, display_name, xp, level";
+
+static const char  ngx_scenario_user_by_id[] =
+    "SELECT id, email, display_name, xp, level, created_at "
+    "FROM users WHERE id = $1";
+
+
+static const char  *ngx_scenario_common_passwords[] = {
+    "password", "password1", "password123", "12345678", "123456789",
+    "1234567890", "qwertyui", "qwerty123", "iloveyou", "11111111",
+    "00000000", "abcdefgh", "letmein1", "welcome1", "changeme",
+    NULL
+};
+
+
+/* register */
+
+
+ngx_int_t
+ngx_scenario_register_handler(ngx_http_request_t *r)
+{
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    if (r->method == NGX_HTTP_POST && !smcf->register_enabled) {
+        return ngx_http_json_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                   "registration is disabled");
+    }
+
+    return ngx_scenario_auth_post(r, ngx_scenario_register_body);
+}
+
+
+static void
+ngx_scenario_register_body(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+    if (ctx == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_scenario_auth_fields(r, ctx, 1);
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc);
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    r->write_event_handler = ngx_scenario_wait_done;
+
+    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 0, &ctx->password, NULL,
+                               ngx_scenario_register_hashed);
+    if (ctx->job == NULL) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
+                                                      "password hashing"));
+    }
+}
+
+
+static void
+ngx_scenario_register_hashed(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_str_t            params[3];
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    if (ctx->job->rc != NGX_OK) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    params[0] = ctx->email;
+    params[1].data = (u_char *) ctx->job->hash;
+    params[1].len = ngx_strlen(ctx->job->hash);
+    params[2] = ctx->display_name;
+
+    rc = ngx_scenario_pg(r, ngx_scenario_user_insert, 3, params,
+                         ngx_scenario_register_inserted);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc == NGX_DECLINED
+                                 ? ngx_scenario_unavailable(r, "postgres")
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_register_inserted(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
+        return;
+    }
+
+    if (PQntuples(res) == 0) {
+        ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_CONFLICT,
+                              "email_taken",
+                              "an account with this email already exists"));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
+
+    ctx->user = ngx_http_json_own(r->pool, ngx_scenario_user_json(res));
+    if (ctx->user == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_REGISTERED, 1);
+    ngx_scenario_session_start(r, NGX_HTTP_CREATED);
+}
+
+
+/* login */
+
+
+ngx_int_t
+ngx_scenario_login_handler(ngx_http_request_t *r)
+{
+    return ngx_scenario_auth_post(r, ngx_scenario_login_body);
+}
+
+
+static void
+ngx_scenario_login_body(ngx_http_request_t *r)
+{
+    u_char                     digest[crypto_hash_sha256_BYTES];
+    u_char                     limits[2][NGX_INT_T_LEN];
+    size_t                     argvlen[7];
+    ngx_int_t                  rc;
+    const char                *argv[7];
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+    if (ctx == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_scenario_auth_fields(r, ctx, 0);
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc);
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    /* the keys of the failure counters: an email's hash, the address */
+
+    ctx->key_email.data = ngx_pnalloc(r->pool,
+                                      sizeof("rl:login:e:") - 1 + 32);
+    ctx->key_address.data = ngx_pnalloc(r->pool,
+                                        sizeof("rl:login:a:") - 1
+                                        + r->connection->addr_text.len);
+    if (ctx->key_email.data == NULL || ctx->key_address.data == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    crypto_hash_sha256(digest, ctx->email.data, ctx->email.len);
+
+    ctx->key_email.len = ngx_hex_dump(ngx_cpymem(ctx->key_email.data,
+                                                 "rl:login:e:",
+                                                 sizeof("rl:login:e:") - 1),
+                                      digest, 16)
+                         - ctx->key_email.data;
+
+    ctx->key_address.len = ngx_cpymem(ngx_cpymem(ctx->key_address.data,
+                                                 "rl:login:a:",
+                                                 sizeof("rl:login:a:") - 1),
+                                      r->connection->addr_text.data,
+                                      r->connection->addr_text.len)
+                           - ctx->key_address.data;
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_scenario_limit_check;
+    argv[2] = "2";
+    argv[3] = (char *) ctx->key_email.data;
+    argv[4] = (char *) ctx->key_address.data;
+    argv[5] = (char *) limits[0];
+    argv[6] = (char *) limits[1];
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_scenario_limit_check) - 1;
+    argvlen[2] = 1;
+    argvlen[3] = ctx->key_email.len;
+    argvlen[4] = ctx->key_address.len;
+    argvlen[5] = ngx_sprintf(limits[0], "%ui", smcf->limit_email)
+                 - limits[0];
+    argvlen[6] = ngx_sprintf(limits[1], "%ui", smcf->limit_address)
+                 - limits[1];
+
+    rc = ngx_scenario_redis(r, ngx_scenario_login_checked, 7, argv, argvlen);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc == NGX_DECLINED
+                                 ? ngx_scenario_unavailable(r, "redis")
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_login_checked(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
+        return;
+    }
+
+    if (reply->integer != 0) {
+        ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_LIMITED, 1);
+
+        (void) ngx_http_json_retry_after(r,
+                                     (time_t) (reply->integer + 999) / 1000);
+        ngx_scenario_finalize(r, ngx_http_json_error(r,
+                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                              "too many failed logins, try again later"));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
+
+    rc = ngx_scenario_pg(r, ngx_scenario_user_by_email, 1, &ctx->email,
+                         ngx_scenario_login_user);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc == NGX_DECLINED
+                                 ? ngx_scenario_unavailable(r, "postgres")
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
+{
+    ngx_str_t                  hash, *stored;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    stored = NULL;
+
+    if (PQntuples(res) == 1) {
+        ctx->user = ngx_http_json_own(r->pool, ngx_scenario_user_json(res));
+        if (ctx->user == NULL) {
+            ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        hash = ngx_pg_value(res, 0, 5);
+        stored = &hash;
+    }
+
+    /* an unknown email is checked against the dummy hash: same time */
+
+    r->write_event_handler = ngx_scenario_wait_done;
+
+    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 1, &ctx->password, stored,
+                               ngx_scenario_login_verified);
+    if (ctx->job == NULL) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
+                                                      "password hashing"));
+    }
+}
+
+
+static void
+ngx_scenario_login_verified(ngx_http_request_t *r)
+{
+    u_char                     window[NGX_TIME_T_LEN];
+    size_t                     argvlen[6];
+    ngx_int_t                  rc;
+    const char                *argv[6];
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+
+    if (ctx->user != NULL && ctx->job->rc == NGX_OK) {
+        ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_OK, 1);
+        ngx_scenario_session_start(r, NGX_HTTP_OK);
+        return;
+    }
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_FAILED, 1);
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_scenario_limit_fail;
+    argv[2] = "2";
+    argv[3] = (char *) ctx->key_email.data;
+    argv[4] = (char *) ctx->key_address.data;
+    argv[5] = (char *) window;
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_scenario_limit_fail) - 1;
+    argvlen[2] = 1;
+    argvlen[3] = ctx->key_email.len;
+    argvlen[4] = ctx->key_address.len;
+    argvlen[5] = ngx_sprintf(window, "%T", smcf->limit_window * 1000)
+                 - window;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_login_failed, 6, argv, argvlen);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_login_failed(r, NULL, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_login_failed(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    /* the answer does not depend on whether the counter was kept */
+    ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED,
+                          "invalid_credentials",
+                          "the email or the password is wrong"));
+}
+
+
+/* a session: 256 random bits, of which Redis keeps only the hash */
+
+
+static void
+ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
+{
+    u_char                     raw[32], key[sizeof("sess:") - 1
+                                            + NGX_SCENARIO_HASH_HEX];
+    u_char                     id[NGX_INT64_LEN], ttl[NGX_TIME_T_LEN];
+    size_t                     argvlen[8];
+    ngx_int_t                  rc;
+    ngx_str_t                  src, dst;
+    ngx_uint_t                 n;
+    const char                *argv[8];
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    randombytes_buf(raw, sizeof(raw));
+
+    src.data = raw;
+    src.len = sizeof(raw);
+    dst.data = ctx->token;
+
+    ngx_encode_base64url(&dst, &src);
+    ctx->token[NGX_SCENARIO_TOKEN_LEN] = '\0';
+
+    sodium_memzero(raw, sizeof(raw));
+
+    ngx_memcpy(key, "sess:", sizeof("sess:") - 1);
+    ngx_scenario_token_key(ctx->token, NGX_SCENARIO_TOKEN_LEN,
+                           key + sizeof("sess:") - 1);
+
+    r->headers_out.status = status;
+
+    /* KEYS: the session, and the email's failures when there are some */
+
+    n = 0;
+    argv[n] = "EVAL";
+    argvlen[n++] = 4;
+    argv[n] = ngx_scenario_session_script;
+    argvlen[n++] = sizeof(ngx_scenario_session_script) - 1;
+    argv[n] = ctx->key_email.len ? "2" : "1";
+    argvlen[n++] = 1;
+    argv[n] = (char *) key;
+    argvlen[n++] = sizeof(key);
+
+    if (ctx->key_email.len) {
+        argv[n] = (char *) ctx->key_email.data;
+        argvlen[n++] = ctx->key_email.len;
+    }
+
+    argv[n] = (char *) id;
+    argvlen[n++] = ngx_sprintf(id, "%L", (int64_t) json_integer_value(
+                                   json_object_get(ctx->user, "id")))
+                   - id;
+    argv[n] = (char *) ttl;
+    argvlen[n++] = ngx_sprintf(ttl, "%T", smcf->token_ttl) - ttl;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_session_started, (int) n, argv,
+                            argvlen);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc == NGX_DECLINED
+                                 ? ngx_scenario_unavailable(r, "redis")
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_session_started(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    u_char                    *expires;
+    json_t                    *json;
+    ngx_str_t                  token;
+    ngx_uint_t                 status;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    status = r->headers_out.status;
+
+    expires = ngx_http_json_time(r->pool, ngx_time() + smcf->token_ttl);
+
+    token.data = ctx->token;
+    token.len = NGX_SCENARIO_TOKEN_LEN;
+
+    json = json_pack("{s:s%,s:s,s:O}",
+                     "token", (char *) ctx->token,
+                     (size_t) NGX_SCENARIO_TOKEN_LEN,
+                     "expires_at", expires ? (char *) expires : "",
+                     "user", ctx->user);
+
+    if (json == NULL || expires == NULL
+        || ngx_http_json_own(r->pool, json) == NULL
+        || ngx_scenario_set_cookie(r, &token, smcf->token_ttl) != NGX_OK)
+    {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* a token is secret: no cache keeps the answer */
+    r->headers_out.last_modified_time = -1;
+    ngx_http_clear_last_modified(r);
+
+    ngx_scenario_finalize(r, ngx_http_json_send(r, status, json));
+}
+
+
+static ngx_int_t
+ngx_scenario_set_cookie(ngx_http_request_t *r, ngx_str_t *token,
+    time_t max_age)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_str_t                  v;
+    ngx_uint_t                 secure;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    secure = 0;
+#if (NGX_HTTP_SSL)
+    secure = r->connection->ssl != NULL;
+#endif
+
+    len = smcf->cookie_name.len + 1 + token->len
+          + sizeof("; Path=/; Max-Age=") - 1 + NGX_TIME_T_LEN
+          + sizeof("; HttpOnly; SameSite=Lax; Secure") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v.data = p;
+    p = ngx_sprintf(p, "%V=%V; Path=/; Max-Age=%T; HttpOnly; SameSite=Lax",
+                    &smcf->cookie_name, token, max_age);
+
+    if (secure) {
+        p = ngx_cpymem(p, "; Secure", sizeof("; Secure") - 1);
+    }
+
+    v.len = p - v.data;
+
+    if (ngx_http_json_add_header(r, "Set-Cookie", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v.data = (u_char *) "no-store";
+    v.len = sizeof("no-store") - 1;
+
+    return ngx_http_json_add_header(r, "Cache-Control", &v);
+}
+
+
+/* logout */
+
+
+ngx_int_t
+ngx_scenario_logout_handler(ngx_http_request_t *r)
+{
+    u_char               *key;
+    size_t                argvlen[4];
+    ngx_int_t             rc;
+    ngx_str_t             token;
+    ngx_uint_t            cookie;
+    const char           *argv[4];
+    ngx_scenario_ctx_t   *ctx;
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_scenario_method_not_allowed(r, "POST");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_scenario_token(r, &token, &cookie);
+    if (rc != NGX_OK) {
+        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                                   "authentication is required");
+    }
+
+    if (cookie && ngx_scenario_origin_ok(r) != NGX_OK) {
+        return ngx_http_json_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                   "the request's Origin is not allowed");
+    }
+
+    ctx = ngx_scenario_ctx(r);
+
+    key = ngx_pnalloc(r->pool, sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX);
+    if (ctx == NULL || key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(key, "sess:", sizeof("sess:") - 1);
+    ngx_scenario_token_key(token.data, token.len, key + sizeof("sess:") - 1);
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_scenario_logout_script;
+    argv[2] = "1";
+    argv[3] = (char *) key;
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_scenario_logout_script) - 1;
+    argvlen[2] = 1;
+    argvlen[3] = sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_logout_done, 4, argv, argvlen);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_scenario_unavailable(r, "redis");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_scenario_logout_done(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_str_t  none = ngx_string("");
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
+        return;
+    }
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_LOGOUT, 1);
+
+    /* whether or not the token was alive, it is not now */
+    if (ngx_scenario_set_cookie(r, &none, 0) != NGX_OK) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    r->headers_out.status = NGX_HTTP_NO_CONTENT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    ngx_scenario_finalize(r, ngx_http_send_header(r));
+}
+
+
+/* me */
+
+
+ngx_int_t
+ngx_scenario_me_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_scenario_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_scenario_method_not_allowed(r, "GET, HEAD");
+    }
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    if (ctx == NULL || ctx->user_id == 0) {
+        /* the location lacks "scenario_auth_required on" */
+        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                                   "authentication is required");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_scenario_pg(r, ngx_scenario_user_by_id, 1, &ctx->user_id_text,
+                         ngx_scenario_me_done);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_scenario_unavailable(r, "postgres");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
+{
+    json_t     *user;
+    ngx_str_t   created;
+
+    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
+        return;
+    }
+
+    if (PQntuples(res) != 1) {
+        /* the account was deleted while the session lived */
+        ngx_scenario_finalize(r, ngx_http_json_error(r,
+                              NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                              "the account no longer exists"));
+        return;
+    }
+
+    user = ngx_http_json_own(r->pool, ngx_scenario_user_json(res));
+    if (user == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    created = ngx_pg_value(res, 0, 5);
+    json_object_set_new(user, "created_at",
+                        json_stringn((char *) created.data, created.len));
+
+    ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, user));
+}
+
+
+/* shared */
+
+
+static ngx_int_t
+ngx_scenario_auth_post(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt handler)
+{
+    ngx_scenario_loc_conf_t  *slcf;
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_scenario_method_not_allowed(r, "POST");
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
+
+    return ngx_http_json_read(r, slcf->max_body, handler);
+}
+
+
+static ngx_int_t
+ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
+    ngx_uint_t registering)
+{
+    u_char                   *p, *at;
+    json_t                   *body;
+    ngx_int_t                 rc;
+    const char               *weak;
+    ngx_scenario_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
+
+    body = ngx_http_json_body(r, slcf->max_body, &rc);
+    if (body == NULL) {
+        return rc;
+    }
+
+    ctx->body = body;
+
+    if (ngx_http_json_string(body, "email", &ctx->email, 3, 254) != NGX_OK
+        || ngx_http_json_string(body, "password", &ctx->password, 1,
+                                NGX_PWHASH_MAX_PASSWORD)
+           != NGX_OK
+        || ctx->password.len > NGX_PWHASH_MAX_PASSWORD)
+    {
+        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                   "\"email\" and \"password\" must be "
+                                   "strings (email up to 254 characters, "
+                                   "password up to 1024 bytes)");
+    }
+
+    if (registering
+        && ngx_http_json_string(body, "display_name", &ctx->display_name, 1,
+                                64)
+           != NGX_OK)
+    {
+        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                   "\"display_name\" must be a string of 1 "
+                                   "to 64 characters");
+    }
+
+    /* emails are kept lowercased; a plausible one has one '@' inside */
+
+    p = ngx_pnalloc(r->pool, ctx->email.len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_strlow(p, ctx->email.data, ctx->email.len);
+    ctx->email.data = p;
+
+    at = NULL;
+    for (p = ctx->email.data; p < ctx->email.data + ctx->email.len; p++) {
+        if (*p <= ' ' || *p == 0x7f || (*p == '@' && at != NULL)) {
+            at = NULL;
+            break;
+        }
+
+        if (*p == '@') {
+            at = p;
+        }
+    }
+
+    if (at == NULL || at == ctx->email.data
+        || at == ctx->email.data + ctx->email.len - 1)
+    {
+        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                   "\"email\" is not an email address");
+    }
+
+    if (registering) {
+        for (p = ctx->display_name.data;
+             p < ctx->display_name.data + ctx->display_name.len;
+             p++)
+        {
+            if (*p < ' ' || *p == 0x7f) {
+                return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"display_name\" has control "
+                                           "characters");
+            }
+        }
+
+        weak = ngx_scenario_weak_password(ctx);
+        if (weak) {
+            return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "weak_password", weak);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static const char *
+ngx_scenario_weak_password(ngx_scenario_ctx_t *ctx)
+{
+    u_char      *p;
+    size_t       chars;
+    ngx_str_t   *pw;
+    ngx_uint_t   i, same;
+
+    pw = &ctx->password;
+
+    chars = 0;
+    same = 1;
+
+    for (p = pw->data; p < pw->data + pw->len; p++) {
+        if ((*p & 0xc0) != 0x80) {
+            chars++;
+        }
+
+        if (*p != pw->data[0]) {
+            same = 0;
+        }
+    }
+
+    if (chars < NGX_SCENARIO_MIN_PASSWORD) {
+        return "the password must have at least 8 characters";
+    }
+
+    if (same) {
+        return "the password must not repeat one character";
+    }
+
+    if (pw->len == ctx->email.len
+        && ngx_strncasecmp(pw->data, ctx->email.data, pw->len) == 0)
+    {
+        return "the password must not be the email address";
+    }
+
+    for (i = 0; ngx_scenario_common_passwords[i]; i++) {
+        if (pw->len == ngx_strlen(ngx_scenario_common_passwords[i])
+            && ngx_strncasecmp(pw->data,
+                               (u_char *) ngx_scenario_common_passwords[i],
+                               pw->len)
+               == 0)
+        {
+            return "the password is too common";
+        }
+    }
+
+    return NULL;
+}
+
+
+static json_t *
+ngx_scenario_user_json(PGresult *res)
+{
+    ngx_str_t  email, name;
+
+    email = ngx_pg_value(res, 0, 1);
+    name = ngx_pg_value(res, 0, 2);
+
+    return json_pack("{s:I,s:s%,s:s%,s:I,s:I}",
+                     "id", (json_int_t) ngx_pg_int(res, 0, 0),
+                     "email", (char *) email.data, email.len,
+                     "display_name", (char *) name.data, name.len,
+                     "xp", (json_int_t) ngx_pg_int(res, 0, 3),
+                     "level", (json_int_t) ngx_pg_int(res, 0, 4));
+}
+
+
+static ngx_int_t
+ngx_scenario_method_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    ngx_str_t  v;
+
+    v.data = (u_char *) allow;
+    v.len = ngx_strlen(allow);
+
+    if (ngx_http_json_add_header(r, "Allow", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_json_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                               "this method is not allowed here");
+}
+
+
+/* while a Postgres or Redis answer is awaited, writes have nothing to do */
+
+static void
+ngx_scenario_wait_done(ngx_http_request_t *r)
+{
+}

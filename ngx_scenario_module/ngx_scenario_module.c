@@ -1,0 +1,778 @@
+/*
+ * ngx_scenario_module: directives, configuration, worker life, and the
+ * plumbing every flow shares (async Postgres and Redis calls tied to a
+ * request's life).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_scenario.h"
+
+
+static ngx_int_t ngx_scenario_postconfiguration(ngx_conf_t *cf);
+static void *ngx_scenario_create_main_conf(ngx_conf_t *cf);
+static char *ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_scenario_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_scenario_handler_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_scenario_password_cost(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_scenario_content_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_scenario_init_process(ngx_cycle_t *cycle);
+static void ngx_scenario_exit_process(ngx_cycle_t *cycle);
+static void ngx_scenario_cleanup(void *data);
+static void ngx_scenario_pg_done(void *data, PGresult *res, ngx_int_t rc);
+static void ngx_scenario_redis_done(void *data, redisReply *reply,
+    ngx_int_t rc);
+
+
+static ngx_conf_enum_t  ngx_scenario_handlers[] = {
+    { ngx_string("register"), NGX_SCENARIO_REGISTER },
+    { ngx_string("login"), NGX_SCENARIO_LOGIN },
+    { ngx_string("logout"), NGX_SCENARIO_LOGOUT },
+    { ngx_string("me"), NGX_SCENARIO_ME },
+    { ngx_string("healthz"), NGX_SCENARIO_HEALTHZ },
+    { ngx_string("metrics"), NGX_SCENARIO_METRICS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_scenario_token_modes[] = {
+    { ngx_string("fixed"), 0 },
+    { ngx_string("sliding"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_scenario_commands[] = {
+
+    { ngx_string("scenario_postgres"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg_conninfo),
+      NULL },
+
+    { ngx_string("scenario_postgres_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg.size),
+      NULL },
+
+    { ngx_string("scenario_postgres_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg.queue),
+      NULL },
+
+    { ngx_string("scenario_postgres_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg.connect_timeout),
+      NULL },
+
+    { ngx_string("scenario_postgres_query_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg.query_timeout),
+      NULL },
+
+    { ngx_string("scenario_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, redis_addr),
+      NULL },
+
+    { ngx_string("scenario_redis_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, redis.size),
+      NULL },
+
+    { ngx_string("scenario_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, redis.connect_timeout),
+      NULL },
+
+    { ngx_string("scenario_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, redis.command_timeout),
+      NULL },
+
+    { ngx_string("scenario_password_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pwhash.name),
+      NULL },
+
+    { ngx_string("scenario_password_cost"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_scenario_password_cost,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scenario_register"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, register_enabled),
+      NULL },
+
+    { ngx_string("scenario_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, token_ttl),
+      NULL },
+
+    { ngx_string("scenario_token_renewal"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, token_sliding),
+      &ngx_scenario_token_modes },
+
+    { ngx_string("scenario_cookie_name"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, cookie_name),
+      NULL },
+
+    { ngx_string("scenario_allowed_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, allowed_origins),
+      NULL },
+
+    { ngx_string("scenario_login_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_scenario_login_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scenario_handler"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_scenario_handler_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, handler),
+      &ngx_scenario_handlers },
+
+    { ngx_string("scenario_auth_required"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, auth_required),
+      NULL },
+
+    { ngx_string("scenario_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, max_body),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_scenario_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_scenario_postconfiguration,        /* postconfiguration */
+
+    ngx_scenario_create_main_conf,         /* create main configuration */
+    ngx_scenario_init_main_conf,           /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_scenario_create_loc_conf,          /* create location configuration */
+    ngx_scenario_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_scenario_module = {
+    NGX_MODULE_V1,
+    &ngx_scenario_module_ctx,              /* module context */
+    ngx_scenario_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_scenario_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_scenario_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* the pools of the current cycle, for the worker's exit */
+static ngx_scenario_main_conf_t  *ngx_scenario_running;
+
+
+static void *
+ngx_scenario_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_scenario_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    smcf->pg.size = NGX_CONF_UNSET_UINT;
+    smcf->pg.queue = NGX_CONF_UNSET_UINT;
+    smcf->pg.connect_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->pg.query_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->pg.backoff_min = NGX_CONF_UNSET_MSEC;
+    smcf->pg.backoff_max = NGX_CONF_UNSET_MSEC;
+
+    smcf->redis.size = NGX_CONF_UNSET_UINT;
+    smcf->redis.max_pending = NGX_CONF_UNSET_UINT;
+    smcf->redis.connect_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->redis.command_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->redis.backoff_min = NGX_CONF_UNSET_MSEC;
+    smcf->redis.backoff_max = NGX_CONF_UNSET_MSEC;
+    smcf->redis.db = NGX_CONF_UNSET;
+
+    smcf->pwhash.memlimit = NGX_CONF_UNSET_SIZE;
+    smcf->pwhash.opslimit = NGX_CONF_UNSET_UINT;
+
+    smcf->register_enabled = NGX_CONF_UNSET;
+    smcf->token_ttl = NGX_CONF_UNSET;
+    smcf->token_sliding = NGX_CONF_UNSET_UINT;
+    smcf->allowed_origins = NGX_CONF_UNSET_PTR;
+
+    smcf->limit_email = NGX_CONF_UNSET_UINT;
+    smcf->limit_address = NGX_CONF_UNSET_UINT;
+    smcf->limit_window = NGX_CONF_UNSET;
+
+    return smcf;
+}
+
+
+static char *
+ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_scenario_main_conf_t  *smcf = conf;
+
+    char  *rv;
+
+    ngx_conf_init_value(smcf->register_enabled, 1);
+    ngx_conf_init_value(smcf->token_ttl, 86400);
+    ngx_conf_init_uint_value(smcf->token_sliding, 1);
+    ngx_conf_init_ptr_value(smcf->allowed_origins, NULL);
+    ngx_conf_init_uint_value(smcf->limit_email, 5);
+    ngx_conf_init_uint_value(smcf->limit_address, 50);
+    ngx_conf_init_value(smcf->limit_window, 900);
+
+    if (smcf->cookie_name.data == NULL) {
+        ngx_str_set(&smcf->cookie_name, "scenario_token");
+    }
+
+    ngx_pg_pool_conf_init(&smcf->pg);
+    ngx_redis_pool_conf_init(&smcf->redis);
+
+    /* OWASP's minimum for argon2id: 19 MiB, 2 passes */
+    ngx_conf_init_size_value(smcf->pwhash.memlimit, 19 * 1024 * 1024);
+    ngx_conf_init_uint_value(smcf->pwhash.opslimit, 2);
+
+    if (smcf->pwhash.name.data == NULL) {
+        ngx_str_set(&smcf->pwhash.name, "scenario_hash");
+    }
+
+    /* a configuration that never names a database uses no pools */
+    if (smcf->pg_conninfo.data == NULL && smcf->redis_addr.data == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (smcf->pg_conninfo.data == NULL || smcf->redis_addr.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "scenario_postgres and scenario_redis "
+                           "go together");
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_pg_pool_conf_parse(cf, &smcf->pg, &smcf->pg_conninfo);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rv = ngx_redis_pool_conf_parse(cf, &smcf->redis, &smcf->redis_addr);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    smcf->pg_pool = ngx_pg_pool_create(cf, &smcf->pg);
+    smcf->redis_pool = ngx_redis_pool_create(cf, &smcf->redis);
+
+    if (smcf->pg_pool == NULL || smcf->redis_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_pwhash_conf_init(cf, &smcf->pwhash);
+}
+
+
+static void *
+ngx_scenario_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_scenario_loc_conf_t  *slcf;
+
+    slcf = ngx_pcalloc(cf->pool, sizeof(ngx_scenario_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    slcf->handler = NGX_CONF_UNSET_UINT;
+    slcf->auth_required = NGX_CONF_UNSET;
+    slcf->max_body = NGX_CONF_UNSET_SIZE;
+
+    return slcf;
+}
+
+
+static char *
+ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_scenario_loc_conf_t  *prev = parent;
+    ngx_scenario_loc_conf_t  *conf = child;
+
+    /* a handler belongs to its own location only */
+    ngx_conf_init_uint_value(conf->handler, NGX_SCENARIO_NONE);
+    ngx_conf_merge_value(conf->auth_required, prev->auth_required, 0);
+    ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_scenario_handler_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                      *rv;
+    ngx_scenario_main_conf_t  *smcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rv = ngx_conf_set_enum_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_scenario_module);
+
+    if (smcf->pg_conninfo.data == NULL || smcf->redis_addr.data == NULL) {
+        return "needs scenario_postgres and scenario_redis set before it "
+               "in the http block";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_scenario_content_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_scenario_password_cost(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_scenario_main_conf_t  *smcf = conf;
+
+    ssize_t     mem;
+    ngx_int_t   ops;
+    ngx_str_t  *value;
+
+    if (smcf->pwhash.memlimit != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mem = ngx_parse_size(&value[1]);
+    ops = ngx_atoi(value[2].data, value[2].len);
+
+    if (mem == NGX_ERROR || ops == NGX_ERROR) {
+        return "invalid value: expects a memory size and a number of passes";
+    }
+
+    smcf->pwhash.memlimit = mem;
+    smcf->pwhash.opslimit = ops;
+
+    return NGX_CONF_OK;
+}
+
+
+/* scenario_login_limit email=5 address=50 window=15m; */
+
+static char *
+ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_scenario_main_conf_t  *smcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "email=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            smcf->limit_email = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "address=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            smcf->limit_address = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "window=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            smcf->limit_window = ngx_parse_time(&s, 1);
+            if (smcf->limit_window == (time_t) NGX_ERROR
+                || smcf->limit_window == 0)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_scenario_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_scenario_module);
+
+    if (ngx_scenario_metrics_init(cf, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_scenario_access_init(cf);
+}
+
+
+static ngx_int_t
+ngx_scenario_content_handler(ngx_http_request_t *r)
+{
+    ngx_scenario_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_REQUESTS, 1);
+
+    switch (slcf->handler) {
+
+    case NGX_SCENARIO_REGISTER:
+        return ngx_scenario_register_handler(r);
+
+    case NGX_SCENARIO_LOGIN:
+        return ngx_scenario_login_handler(r);
+
+    case NGX_SCENARIO_LOGOUT:
+        return ngx_scenario_logout_handler(r);
+
+    case NGX_SCENARIO_ME:
+        return ngx_scenario_me_handler(r);
+
+    case NGX_SCENARIO_HEALTHZ:
+        return ngx_scenario_healthz_handler(r);
+
+    case NGX_SCENARIO_METRICS:
+        return ngx_scenario_metrics_handler(r);
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_scenario_init_process(ngx_cycle_t *cycle)
+{
+    ngx_scenario_main_conf_t  *smcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_scenario_module);
+    if (smcf == NULL || smcf->pg_pool == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_scenario_running = smcf;
+
+    if (ngx_pg_pool_init_process(smcf->pg_pool, cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_redis_pool_init_process(smcf->redis_pool, cycle);
+}
+
+
+static void
+ngx_scenario_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_scenario_running == NULL) {
+        return;
+    }
+
+    ngx_pg_pool_exit_process(ngx_scenario_running->pg_pool);
+    ngx_redis_pool_exit_process(ngx_scenario_running->redis_pool);
+
+    ngx_scenario_running = NULL;
+}
+
+
+/* the plumbing shared by the flows */
+
+
+ngx_scenario_ctx_t *
+ngx_scenario_ctx(ngx_http_request_t *r)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->main->pool, sizeof(ngx_scenario_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r->main, ctx, ngx_scenario_module);
+
+    return ctx;
+}
+
+
+/* an operation in flight is cancelled if the request goes first */
+
+static ngx_int_t
+ngx_scenario_hold(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    if (ctx->cleanup_set) {
+        return NGX_OK;
+    }
+
+    cln = ngx_http_cleanup_add(r->main, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_scenario_cleanup;
+    cln->data = ctx;
+    ctx->cleanup_set = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_scenario_cleanup(void *data)
+{
+    ngx_scenario_ctx_t  *ctx = data;
+
+    if (ctx->pg_op) {
+        ngx_pg_op_cancel(ctx->pg_op);
+        ctx->pg_op = NULL;
+    }
+
+    if (ctx->redis_op) {
+        ngx_redis_op_cancel(ctx->redis_op);
+        ctx->redis_op = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_scenario_pg(ngx_http_request_t *r, const char *sql, ngx_uint_t nparams,
+    ngx_str_t *params, ngx_scenario_pg_pt handler)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+    ctx = ngx_scenario_ctx(r);
+
+    if (ctx == NULL || ngx_scenario_hold(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->pg_handler = handler;
+    ctx->pg_op = ngx_pg_query(smcf->pg_pool, sql, nparams, params,
+                              ngx_scenario_pg_done, r);
+
+    return ctx->pg_op ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_scenario_pg_done(void *data, PGresult *res, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_scenario_ctx_t  *ctx;
+
+    r = data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    ctx->pg_op = NULL;
+    ctx->pg_handler(r, res, rc);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+ngx_int_t
+ngx_scenario_redis(ngx_http_request_t *r, ngx_scenario_redis_pt handler,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+    ctx = ngx_scenario_ctx(r);
+
+    if (ctx == NULL || ngx_scenario_hold(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->redis_handler = handler;
+    ctx->redis_op = ngx_redis_command(smcf->redis_pool,
+                                      ngx_scenario_redis_done, r, argc,
+                                      argv, argvlen);
+
+    return ctx->redis_op ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_scenario_redis_done(void *data, redisReply *reply, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_scenario_ctx_t  *ctx;
+
+    r = data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    ctx->redis_op = NULL;
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0, "redis: %*s",
+                      (size_t) reply->len, reply->str);
+        rc = NGX_ERROR;
+    }
+
+    ctx->redis_handler(r, reply, rc);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+void
+ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_uint_t  status;
+
+    status = (rc >= NGX_HTTP_OK) ? (ngx_uint_t) rc : r->headers_out.status;
+
+    if (status >= 500) {
+        ngx_scenario_count(r, NGX_SCENARIO_M_ERR_5XX, 1);
+
+    } else if (status >= 400) {
+        ngx_scenario_count(r, NGX_SCENARIO_M_ERR_4XX, 1);
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+ngx_int_t
+ngx_scenario_unavailable(ngx_http_request_t *r, const char *what)
+{
+    char  msg[128];
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_UNAVAILABLE, 1);
+
+    ngx_snprintf((u_char *) msg, sizeof(msg),
+                 "%s is unavailable, try again shortly%Z", what);
+
+    (void) ngx_http_json_retry_after(r, 1);
+
+    return ngx_http_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "unavailable", msg);
+}
+
+
+void
+ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
+    ngx_atomic_int_t n)
+{
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    if (smcf->metrics) {
+        (void) ngx_atomic_fetch_add(&smcf->metrics->v[metric], n);
+    }
+}
