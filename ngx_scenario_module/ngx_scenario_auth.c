@@ -98,7 +98,8 @@ static const char  ngx_scenario_user_insert[] =
     "RETURNING id, email, display_name, xp, level";
 
 static const char  ngx_scenario_user_by_id[] =
-    "SELECT id, email, display_name, xp, level, created_at "
+    "SELECT id, email, display_name, xp, level, "
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
     "FROM users WHERE id = $1";
 
 

@@ -1,0 +1,124 @@
+# Shared by scripts/run and scripts/test: packages, the build, and private
+# Postgres, Redis and nginx instances on loopback.  Sourced, not run.
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+pgbin=/usr/lib/postgresql/15/bin
+pguser=scenario_pg
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian 12 packages the product and its tests need.
+packages=(
+    build-essential nginx nginx-dev libpq-dev libhiredis-dev
+    libjansson-dev libsodium-dev postgresql-15 postgresql-client-15
+    redis-server wrk curl ca-certificates
+    libtest-base-perl libtest-longstring-perl libtext-diff-perl
+    liblist-moreutils-perl libipc-run3-perl libprotocol-websocket-perl
+    libwww-perl libcrypt-argon2-perl
+)
+
+install_packages() {
+    local missing=() p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing: ${missing[*]}"
+    [ "$(id -u)" -eq 0 ] || die "run as root to install packages"
+    export DEBIAN_FRONTEND=noninteractive
+    # the package's own nginx and Redis must not start as services
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        > /tmp/scenario-apt.log 2>&1 || {
+        tail -20 /tmp/scenario-apt.log >&2
+        rm -f /usr/sbin/policy-rc.d
+        die "apt-get install failed"
+    }
+    rm -f /usr/sbin/policy-rc.d
+}
+
+build_module() {
+    "$top/scripts/build" >/dev/null || die "the module did not build"
+}
+
+# Postgres refuses to run as root: it runs as a system user of its own.
+pg_start() {   # dir port
+    local dir=$1 port=$2
+    id -u "$pguser" >/dev/null 2>&1 \
+        || useradd --system --no-create-home --shell /usr/sbin/nologin \
+                   "$pguser"
+    mkdir -p "$dir"
+    chown "$pguser" "$dir"
+    chmod 700 "$dir"
+    runuser -u "$pguser" -- test -w "$dir" \
+        || die "$dir is not reachable by $pguser (check the parent folders)"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        runuser -u "$pguser" -- "$pgbin/initdb" -D "$dir/data" -A trust \
+            -U postgres --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+            || die "initdb failed: see $dir/initdb.log"
+    fi
+    if ! pg_ready "$port"; then
+        runuser -u "$pguser" -- "$pgbin/pg_ctl" -D "$dir/data" \
+            -l "$dir/postgres.log" -w -t 30 \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1" \
+            start >/dev/null || die "postgres did not start: $dir/postgres.log"
+    fi
+    psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'scenario'" \
+        | grep -q 1 \
+        || psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -q \
+               -c "CREATE DATABASE scenario"
+}
+
+pg_ready() { "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$1" 2>/dev/null; }
+
+pg_stop() {    # dir
+    [ -f "$1/data/postmaster.pid" ] || return 0
+    runuser -u "$pguser" -- "$pgbin/pg_ctl" -D "$1/data" -m fast -w stop \
+        >/dev/null 2>&1 || true
+}
+
+migrate() {    # port [--no-seed]
+    local port=$1; shift
+    PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=scenario \
+        "$top/scripts/migrate" "$@" >/dev/null || die "migrations failed"
+}
+
+redis_start() {  # dir port
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
+    redis-server --bind 127.0.0.1 --port "$port" --save '' \
+        --appendonly no --daemonize yes --dir "$dir" \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+        || die "redis did not start"
+    for _ in $(seq 50); do
+        redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "redis did not answer: $dir/redis.log"
+}
+
+redis_stop() {   # dir port
+    redis-cli -h 127.0.0.1 -p "$2" shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$1/redis.pid"
+}
+
+# conf/nginx.conf with its @NAME@ placeholders filled from the environment
+render_conf() {  # template out
+    local line
+    perl -pe 's/\@([A-Z_]+)\@/exists $ENV{"SCN_$1"} ? $ENV{"SCN_$1"} : die "unset: $1\n"/ge' \
+        "$1" > "$2" || die "cannot render $1"
+}
+
+wait_http() {    # url
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
