@@ -25,6 +25,7 @@ use Test::Scenario;
 use Test::Scenario::Util qw(:all);
 
 use Cwd qw(getcwd);
+use Digest::SHA ();
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
@@ -517,7 +518,13 @@ EOC
     make_path($bin);
     for my $tool (qw(psql redis-cli)) {
         open my $fh, '>', "$bin/$tool" or die $!;
-        print {$fh} "#!/bin/sh\nprintf 'ARG[%s]\\n' \"\$@\"\n"
+        # Prints its arguments (and stdin for psql); with FAKE_REPLY set it
+        # writes them to $FAKE_ARGS instead and prints FAKE_REPLY.
+        print {$fh} "#!/bin/sh\n"
+            . "if [ -n \"\$FAKE_REPLY\" ]; then\n"
+            . "    printf 'ARG[%s]\\n' \"\$@\" > \"\$FAKE_ARGS\"; echo \"\$FAKE_REPLY\"; exit 0\n"
+            . "fi\n"
+            . "printf 'ARG[%s]\\n' \"\$@\"\n"
             . ($tool eq 'psql' ? "printf 'STDIN[%s]\\n' \"\$(cat)\"\n" : '')
             . "exit \${FAKE_EXIT:-0}\n";
         close $fh;
@@ -541,6 +548,20 @@ EOC
     is redis_cmd('SET', 'k', 'a b'),
         "ARG[-h]\nARG[127.0.0.1]\nARG[-p]\nARG[6390]\nARG[SET]\nARG[k]\nARG[a b]",
         'redis_cmd: host, port and arguments';
+
+    # make_token: a session the way the module's login stores it.
+    local $ENV{FAKE_ARGS} = "$Tmp/redis-args";
+    local $ENV{FAKE_REPLY} = 'OK';
+    my $token = make_token(42);
+    like $token, qr/^[A-Za-z0-9_-]{43}$/, 'make_token: 43 base64url characters';
+    my $hex = Digest::SHA::sha256_hex($token);
+    open my $fh, '<', $ENV{FAKE_ARGS} or die $!;
+    my $args = do { local $/; <$fh> };
+    is $args, "ARG[-h]\nARG[127.0.0.1]\nARG[-p]\nARG[6390]\nARG[SET]\nARG[sess:$hex]\n"
+        . "ARG[42]\nARG[EX]\nARG[86400]\n", 'make_token: SET sess:<sha256 hex> <id> EX <ttl>';
+    isnt make_token(42), $token, 'make_token: a new token each time';
+    $ENV{FAKE_REPLY} = 'NOAUTH Authentication required.';
+    ok !eval { make_token(42); 1 }, 'make_token: croaks unless Redis answers OK';
 }
 
 # 3g. JSON helpers.

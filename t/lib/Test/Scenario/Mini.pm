@@ -496,11 +496,16 @@ sub _run_block {
         _check_error_log($ctx, $rep);
     }
 
-    if ($ctx->{started}) {
+    # Stop nginx after the block.  With TEST_NGINX_NO_CLEAN it keeps running
+    # (the next block's start stops it), so the last one stays up for
+    # inspection - unless the block checks what nginx logs on shutdown.
+    my $shutdown_checks = defined $block->shutdown_error_log
+        || defined $block->no_shutdown_error_log;
+    if ($ctx->{started} && ($shutdown_checks || !$ENV{TEST_NGINX_NO_CLEAN})) {
         Test::Scenario::Util::stop_nginx();
     }
     _check_log_patterns($ctx, 'shutdown_error_log', 'no_shutdown_error_log', undef)
-        if defined $block->shutdown_error_log || defined $block->no_shutdown_error_log;
+        if $shutdown_checks;
 }
 
 # Send one request and parse the response; reports a client timeout (and a

@@ -36,7 +36,7 @@ our @EXPORT = qw(
 );
 
 our @EXPORT_OK = qw(
-    expand_env http_raw error_log_data nginx_pid nginx_port nginx_servroot
+    make_token expand_env http_raw error_log_data nginx_pid nginx_port nginx_servroot
     nginx_html_dir nginx_binary gen_nginx_conf parse_http_response
 );
 
@@ -599,6 +599,8 @@ sub http_exchange {
         return \%r;
     }
     my @pieces = ref $request eq 'ARRAY' ? @$request : ($request);
+    # Character strings (e.g. "\x{263a}") are sent UTF-8 encoded.
+    utf8::is_utf8($_) && utf8::encode($_) for @pieces;
     for my $i (0 .. $#pieces) {
         sleep $o{delay} if $i && $o{delay};
         if (my $e = _write_all($sock, $pieces[$i], $timeout)) {
@@ -857,6 +859,25 @@ sub redis_cmd {
     return $out;
 }
 
+# make_token($user_id, $ttl) creates a live session the way the module's
+# login does and returns its token: 32 random bytes as unpadded base64url
+# (43 characters); Redis keeps "sess:" . hex(SHA-256(token)) => $user_id,
+# expiring after $ttl seconds (default 86400, the module's default TTL).
+sub make_token {
+    my ($user_id, $ttl) = @_;
+    croak 'make_token: a numeric user id is required'
+        unless defined $user_id && $user_id =~ /^\d+$/;
+    $ttl //= 86400;
+    open my $rnd, '<:raw', '/dev/urandom' or croak "make_token: /dev/urandom: $!";
+    read($rnd, my $raw, 32) == 32 or croak 'make_token: short read from /dev/urandom';
+    close $rnd;
+    my $token = MIME::Base64::encode_base64url($raw);
+    my $key = 'sess:' . Digest::SHA::sha256_hex($token);
+    my $reply = redis_cmd('SET', $key, $user_id, 'EX', $ttl);
+    croak "make_token: redis SET $key failed: $reply" unless $reply eq 'OK';
+    return $token;
+}
+
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
 # json_encode($data): UTF-8 encoded JSON bytes with sorted keys.
@@ -1110,7 +1131,8 @@ redis_cmd(@args), json_encode($data), json_decode($bytes).
 
 =head1 EXPORTABLE
 
-http_raw($bytes_or_pieces, \%opts), error_log_data(), nginx_pid(),
+make_token($user_id, $ttl), http_raw($bytes_or_pieces, \%opts),
+error_log_data(), nginx_pid(),
 nginx_port(), nginx_servroot(), nginx_html_dir(), nginx_binary(),
 gen_nginx_conf(\%c), parse_http_response($raw, head => $bool),
 expand_env($text); C<:all>
