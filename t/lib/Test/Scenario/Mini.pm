@@ -560,9 +560,12 @@ sub _check_response {
                 ? _indexed($ctx, 'error_code', $block->error_code, $i) : 200;
             $ok = Test::More::is($got, $want, $label);
         }
+        return if $ok || !$res;
+        my $pid = Test::Scenario::Util::nginx_pid();
         $tb->diag(_indent("response:\n" . _fmt_raw($res->{raw})
-            . (defined $res->{transport_error} ? "\nclient error: $res->{transport_error}" : '')))
-            if !$ok && $res;
+            . (defined $res->{transport_error} ? "\nclient error: $res->{transport_error}" : '')
+            . (defined $pid && !Test::Scenario::Util::_alive($pid)
+               ? "\nnginx (pid $pid) is not running any more: did it crash?" : '')));
     });
 
     for my $kind (qw(like unlike)) {
