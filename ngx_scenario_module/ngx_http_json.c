@@ -10,6 +10,8 @@
 #include "ngx_http_json.h"
 
 
+static ngx_int_t ngx_http_json_out(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len);
 static ngx_int_t ngx_http_json_content_type(ngx_http_request_t *r);
 static u_char *ngx_http_json_collect(ngx_http_request_t *r, size_t max,
     size_t *len, ngx_int_t *rc);
@@ -67,8 +69,9 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
     /* jansson rejects invalid UTF-8 and NUL characters in strings */
     json = json_loadb((char *) data, len, JSON_REJECT_DUPLICATES, &err);
     if (json == NULL) {
-        ngx_snprintf((u_char *) msg, sizeof(msg), "invalid JSON: %s%Z",
-                     err.text);
+        ngx_snprintf((u_char *) msg, sizeof(msg), "invalid JSON: %s%s%Z",
+                     json_error_code(&err) == json_error_invalid_utf8
+                     ? "the body is not valid UTF-8: " : "", err.text);
         *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request", msg);
         return NULL;
     }
@@ -91,31 +94,73 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
 ngx_int_t
 ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 {
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t   len;
+    u_char  *p;
 
     len = json_dumpb(json, NULL, 0, JSON_COMPACT);
     if (len == 0) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b = ngx_create_temp_buf(r->pool, len + 1);
-    if (b == NULL) {
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last += json_dumpb(json, (char *) b->pos, len, JSON_COMPACT);
-    *b->last++ = '\n';
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    len = json_dumpb(json, (char *) p, len, JSON_COMPACT);
+
+    return ngx_http_json_out(r, status, p, len);
+}
+
+
+ngx_int_t
+ngx_http_json_send_raw(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+
+    return ngx_http_json_out(r, status, p, len);
+}
+
+
+/* data is in r->pool already; a newline ends every document */
+
+static ngx_int_t
+ngx_http_json_out(ngx_http_request_t *r, ngx_uint_t status, u_char *data,
+    size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b[2];
+    ngx_chain_t   out[2];
+
+    b[0] = ngx_calloc_buf(r->pool);
+    b[1] = ngx_calloc_buf(r->pool);
+    if (b[0] == NULL || b[1] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b[0]->pos = data;
+    b[0]->last = data + len;
+    b[0]->memory = 1;
+
+    b[1]->pos = (u_char *) "\n";
+    b[1]->last = b[1]->pos + 1;
+    b[1]->memory = 1;
+    b[1]->last_buf = (r == r->main) ? 1 : 0;
+    b[1]->last_in_chain = 1;
 
     r->headers_out.status = status;
     r->headers_out.content_type = ngx_http_json_type;
     r->headers_out.content_type_len = ngx_http_json_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_length_n = len + 1;
 
     if (r->headers_out.content_length) {
         r->headers_out.content_length->hash = 0;
@@ -127,10 +172,12 @@ ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
         return rc;
     }
 
-    out.buf = b;
-    out.next = NULL;
+    out[0].buf = b[0];
+    out[0].next = &out[1];
+    out[1].buf = b[1];
+    out[1].next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_output_filter(r, &out[0]);
 }
 
 

@@ -34,6 +34,10 @@ json_t *ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc);
 ngx_int_t ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
 
+/* Sends an already serialized document (copied). */
+ngx_int_t ngx_http_json_send_raw(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len);
+
 /* Sends the error shape; returns the rc to finalize with. */
 ngx_int_t ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message);

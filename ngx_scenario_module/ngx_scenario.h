@@ -19,6 +19,7 @@
 
 #define NGX_SCENARIO_TOKEN_LEN    43    /* 256 bits, base64url unpadded */
 #define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
+#define NGX_SCENARIO_USER_TTL     "300" /* seconds a cached profile lives */
 
 
 typedef enum {
@@ -144,6 +145,9 @@ void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
 void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n);
+void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
+    json_t *user);
+void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
 
 /* ngx_scenario_access.c */
 ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);

@@ -1,8 +1,13 @@
 /*
- * The access phase: "scenario_auth_required on" protects any location,
+ * The access check: "scenario_auth_required on" protects any location,
  * other modules' too.  A bearer token or the session cookie is looked up in
  * Redis (where only its SHA-256 is stored); the user id is then available
  * as $scenario_user_id.
+ *
+ * It runs first in the location's rewrite phase rather than in the access
+ * phase: "return" and "rewrite" act in the rewrite phase, before any
+ * access handler, and a protected location must not answer before the
+ * check.
  */
 
 
@@ -44,7 +49,11 @@ ngx_scenario_access_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    /*
+     * A phase runs its handlers last registered first: ours is registered
+     * after the rewrite module's, so it runs before "return".
+     */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
@@ -71,7 +80,8 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
 
-    if (!slcf->auth_required) {
+    /* a subrequest runs on behalf of a main request already checked */
+    if (!slcf->auth_required || r != r->main) {
         return NGX_DECLINED;
     }
 
@@ -81,13 +91,13 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
     }
 
     if (ctx->auth_waiting) {
-        return NGX_AGAIN;
+        return NGX_DONE;
     }
 
     if (ctx->auth_done) {
         if (ctx->auth_status == 0) {
             ngx_scenario_count(r, NGX_SCENARIO_M_AUTH_OK, 1);
-            return NGX_OK;
+            return NGX_DECLINED;
         }
 
         if (ctx->auth_status == NGX_HTTP_SERVICE_UNAVAILABLE) {
@@ -173,7 +183,8 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     ctx->auth_waiting = 1;
 
-    return NGX_AGAIN;
+    /* the rewrite phase waits on NGX_DONE; the answer runs the phases on */
+    return NGX_DONE;
 }
 
 

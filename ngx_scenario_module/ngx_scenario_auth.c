@@ -22,7 +22,9 @@
 static ngx_int_t ngx_scenario_auth_post(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
 static ngx_int_t ngx_scenario_auth_fields(ngx_http_request_t *r,
-    ngx_scenario_ctx_t *ctx, ngx_uint_t registering);
+    ngx_scenario_ctx_t *ctx, ngx_uint_t registering, ngx_int_t *rc);
+static ngx_int_t ngx_scenario_auth_invalid(ngx_http_request_t *r,
+    const char *code, const char *message, ngx_int_t *rc);
 static const char *ngx_scenario_weak_password(ngx_scenario_ctx_t *ctx);
 
 static void ngx_scenario_register_body(ngx_http_request_t *r);
@@ -47,6 +49,8 @@ static ngx_int_t ngx_scenario_set_cookie(ngx_http_request_t *r,
     ngx_str_t *token, time_t max_age);
 
 static void ngx_scenario_logout_done(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_me_cached(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
@@ -143,8 +147,7 @@ ngx_scenario_register_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_scenario_auth_fields(r, ctx, 1);
-    if (rc != NGX_OK) {
+    if (ngx_scenario_auth_fields(r, ctx, 1, &rc) != NGX_OK) {
         ngx_scenario_finalize(r, rc);
         return;
     }
@@ -250,8 +253,7 @@ ngx_scenario_login_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_scenario_auth_fields(r, ctx, 0);
-    if (rc != NGX_OK) {
+    if (ngx_scenario_auth_fields(r, ctx, 0, &rc) != NGX_OK) {
         ngx_scenario_finalize(r, rc);
         return;
     }
@@ -708,14 +710,17 @@ ngx_scenario_logout_done(ngx_http_request_t *r, redisReply *reply,
 }
 
 
-/* me */
+/* me: the profile is kept in Redis for a while, Postgres is the truth */
 
 
 ngx_int_t
 ngx_scenario_me_handler(ngx_http_request_t *r)
 {
-    ngx_int_t            rc;
-    ngx_scenario_ctx_t  *ctx;
+    u_char               *key;
+    size_t                argvlen[2];
+    ngx_int_t             rc;
+    const char           *argv[2];
+    ngx_scenario_ctx_t   *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_scenario_method_not_allowed(r, "GET, HEAD");
@@ -733,11 +738,20 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_scenario_pg(r, ngx_scenario_user_by_id, 1, &ctx->user_id_text,
-                         ngx_scenario_me_done);
+    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + NGX_INT64_LEN);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_sprintf(key, "user:%V", &ctx->user_id_text) - key;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_me_cached, 2, argv, argvlen);
 
     if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "postgres");
+        return ngx_scenario_unavailable(r, "redis");
     }
 
     if (rc != NGX_OK) {
@@ -751,10 +765,36 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
 
 
 static void
+ngx_scenario_me_cached(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_STRING) {
+        ngx_scenario_finalize(r, ngx_http_json_send_raw(r, NGX_HTTP_OK,
+                              (u_char *) reply->str, reply->len));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
+
+    rc = ngx_scenario_pg(r, ngx_scenario_user_by_id, 1, &ctx->user_id_text,
+                         ngx_scenario_me_done);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_finalize(r, rc == NGX_DECLINED
+                                 ? ngx_scenario_unavailable(r, "postgres")
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
 ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
-    json_t     *user;
-    ngx_str_t   created;
+    json_t               *user;
+    ngx_str_t             created;
+    ngx_scenario_ctx_t   *ctx;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
@@ -778,6 +818,9 @@ ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
     created = ngx_pg_value(res, 0, 5);
     json_object_set_new(user, "created_at",
                         json_stringn((char *) created.data, created.len));
+
+    ctx = ngx_scenario_ctx(r);
+    ngx_scenario_user_cache(r, &ctx->user_id_text, user);
 
     ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, user));
 }
@@ -804,19 +847,18 @@ ngx_scenario_auth_post(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
-    ngx_uint_t registering)
+    ngx_uint_t registering, ngx_int_t *rc)
 {
     u_char                   *p, *at;
     json_t                   *body;
-    ngx_int_t                 rc;
     const char               *weak;
     ngx_scenario_loc_conf_t  *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
 
-    body = ngx_http_json_body(r, slcf->max_body, &rc);
+    body = ngx_http_json_body(r, slcf->max_body, rc);
     if (body == NULL) {
-        return rc;
+        return NGX_DECLINED;
     }
 
     ctx->body = body;
@@ -827,10 +869,11 @@ ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
            != NGX_OK
         || ctx->password.len > NGX_PWHASH_MAX_PASSWORD)
     {
-        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                   "\"email\" and \"password\" must be "
-                                   "strings (email up to 254 characters, "
-                                   "password up to 1024 bytes)");
+        return ngx_scenario_auth_invalid(r, "bad_request",
+                                         "\"email\" and \"password\" must "
+                                         "be strings (email up to 254 "
+                                         "characters, password up to 1024 "
+                                         "bytes)", rc);
     }
 
     if (registering
@@ -838,16 +881,17 @@ ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
                                 64)
            != NGX_OK)
     {
-        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                   "\"display_name\" must be a string of 1 "
-                                   "to 64 characters");
+        return ngx_scenario_auth_invalid(r, "bad_request",
+                                         "\"display_name\" must be a "
+                                         "string of 1 to 64 characters", rc);
     }
 
     /* emails are kept lowercased; a plausible one has one '@' inside */
 
     p = ngx_pnalloc(r->pool, ctx->email.len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_DECLINED;
     }
 
     ngx_strlow(p, ctx->email.data, ctx->email.len);
@@ -868,8 +912,9 @@ ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
     if (at == NULL || at == ctx->email.data
         || at == ctx->email.data + ctx->email.len - 1)
     {
-        return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                   "\"email\" is not an email address");
+        return ngx_scenario_auth_invalid(r, "bad_request",
+                                         "\"email\" is not an email "
+                                         "address", rc);
     }
 
     if (registering) {
@@ -878,21 +923,29 @@ ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
              p++)
         {
             if (*p < ' ' || *p == 0x7f) {
-                return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_request",
-                                           "\"display_name\" has control "
-                                           "characters");
+                return ngx_scenario_auth_invalid(r, "bad_request",
+                                                 "\"display_name\" has "
+                                                 "control characters", rc);
             }
         }
 
         weak = ngx_scenario_weak_password(ctx);
         if (weak) {
-            return ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "weak_password", weak);
+            return ngx_scenario_auth_invalid(r, "weak_password", weak, rc);
         }
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_scenario_auth_invalid(ngx_http_request_t *r, const char *code,
+    const char *message, ngx_int_t *rc)
+{
+    *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, code, message);
+
+    return NGX_DECLINED;
 }
 
 

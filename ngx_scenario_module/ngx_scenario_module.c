@@ -776,3 +776,76 @@ ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
         (void) ngx_atomic_fetch_add(&smcf->metrics->v[metric], n);
     }
 }
+
+
+/*
+ * The profile that /auth/me answers with, kept in Redis so that the hot
+ * path needs no Postgres.  Nothing waits for these commands.
+ */
+
+static void
+ngx_scenario_ignore(void *data, redisReply *reply, ngx_int_t rc)
+{
+}
+
+
+void
+ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user)
+{
+    u_char                    *key;
+    char                      *doc;
+    size_t                     argvlen[5];
+    const char                *argv[5];
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
+    doc = json_dumps(user, JSON_COMPACT);
+
+    if (key == NULL || doc == NULL) {
+        free(doc);
+        return;
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_sprintf(key, "user:%V", id) - key;
+    argv[2] = doc;
+    argvlen[2] = ngx_strlen(doc);
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = NGX_SCENARIO_USER_TTL;
+    argvlen[4] = sizeof(NGX_SCENARIO_USER_TTL) - 1;
+
+    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 5,
+                             argv, argvlen);
+
+    free(doc);
+}
+
+
+void
+ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                    *key;
+    size_t                     argvlen[2];
+    const char                *argv[2];
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
+    if (key == NULL) {
+        return;
+    }
+
+    argv[0] = "DEL";
+    argvlen[0] = 3;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_sprintf(key, "user:%V", id) - key;
+
+    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 2,
+                             argv, argvlen);
+}
