@@ -25,7 +25,9 @@ typedef struct ngx_redis_sub_s   ngx_redis_sub_t;
 /*
  * rc is NGX_OK with a reply (which may be REDIS_REPLY_ERROR), or
  * NGX_ERROR (connection lost, no reply) or NGX_ETIMEDOUT, with reply NULL.
- * The reply is only valid during the call.
+ * The reply is only valid during the call.  Handlers run from the Redis
+ * connection's events: one that finalizes an HTTP request must then call
+ * ngx_http_run_posted_requests(c), as upstream handlers do.
  */
 typedef void (*ngx_redis_handler_pt)(void *data, redisReply *reply,
     ngx_int_t rc);
@@ -56,11 +58,15 @@ typedef struct {
     ngx_uint_t                 pending;       /* commands in flight */
     ngx_uint_t                 commands;      /* sent since start */
     ngx_uint_t                 errors;        /* failed or timed out */
-    ngx_uint_t                 reconnects;
+    ngx_uint_t                 reconnects;    /* re-established after loss */
 } ngx_redis_pool_stats_t;
 
 
-/* Configuration time: fills defaults for unset fields, parses the address. */
+/*
+ * Configuration time: fills defaults for unset fields, parses the address.
+ * conf_parse returns NGX_CONF_OK, or NGX_CONF_ERROR (already logged) or an
+ * error string, both fit to return from a directive handler.
+ */
 void ngx_redis_pool_conf_init(ngx_redis_pool_conf_t *conf);
 char *ngx_redis_pool_conf_parse(ngx_conf_t *cf, ngx_redis_pool_conf_t *conf,
     ngx_str_t *addr);
@@ -73,13 +79,19 @@ ngx_redis_pool_t *ngx_redis_pool_create(ngx_conf_t *cf,
 ngx_int_t ngx_redis_pool_init_process(ngx_redis_pool_t *pool,
     ngx_cycle_t *cycle);
 
-/* Worker exit or reload: fail pending commands, close every connection. */
+/*
+ * Worker exit or reload: fail pending commands, close every connection.
+ * Subscriptions are freed without calling their handlers; no op or sub
+ * pointer may be used afterwards.
+ */
 void ngx_redis_pool_exit_process(ngx_redis_pool_t *pool);
 
 /*
  * Sends one command (argv form, binary safe).  Returns NULL when no
  * connection is up or every connection has max_pending commands in
- * flight: the caller should answer 503.
+ * flight: the caller should answer 503.  A worker's connections count as
+ * up while they make their first connect (the command waits for it); after
+ * a failure, only once Redis has answered again.
  */
 ngx_redis_op_t *ngx_redis_command(ngx_redis_pool_t *pool,
     ngx_redis_handler_pt handler, void *data, int argc, const char **argv,
