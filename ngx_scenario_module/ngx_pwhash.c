@@ -10,9 +10,29 @@
 
 #include "ngx_pwhash.h"
 
+#if (NGX_LINUX)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#endif
+
+
+/*
+ * Hashing threads run at a lower priority than the event loop: a burst of
+ * logins then takes the idle CPU, not the time of requests in flight.
+ */
+#define NGX_PWHASH_NICE  10
+
+/*
+ * A worker that shuts down exits once no timer but cancelable ones is left;
+ * a job in the pool holds a plain timer so that its request is answered
+ * first.  Far longer than any hash, it only bounds a stuck queue.
+ */
+#define NGX_PWHASH_HOLD  300000
+
 
 static void ngx_pwhash_thread(void *data, ngx_log_t *log);
 static void ngx_pwhash_done(ngx_event_t *ev);
+static void ngx_pwhash_hold(ngx_event_t *ev);
 
 
 char *
@@ -107,6 +127,11 @@ ngx_pwhash_post(ngx_http_request_t *r, ngx_pwhash_conf_t *conf,
 
     r->main->blocked++;
 
+    job->hold.handler = ngx_pwhash_hold;
+    job->hold.data = job;
+    job->hold.log = r->connection->log;
+    ngx_add_timer(&job->hold, NGX_PWHASH_HOLD);
+
     return job;
 }
 
@@ -117,6 +142,12 @@ static void
 ngx_pwhash_thread(void *data, ngx_log_t *log)
 {
     ngx_pwhash_job_t  *job = data;
+
+#if (NGX_LINUX)
+    /* Linux keeps a nice value per thread */
+    (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid),
+                       NGX_PWHASH_NICE);
+#endif
 
     if (job->verify) {
         if (crypto_pwhash_str_verify(job->hash, (char *) job->password,
@@ -157,6 +188,10 @@ ngx_pwhash_done(ngx_event_t *ev)
 
     r->main->blocked--;
 
+    if (job->hold.timer_set) {
+        ngx_del_timer(&job->hold);
+    }
+
     /* a request terminated meanwhile only waited for the thread */
     if (c->error) {
         ngx_http_finalize_request(r, NGX_ERROR);
@@ -166,4 +201,13 @@ ngx_pwhash_done(ngx_event_t *ev)
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_pwhash_hold(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "password hashing has waited for a thread for %M ms",
+                  (ngx_msec_t) NGX_PWHASH_HOLD);
 }

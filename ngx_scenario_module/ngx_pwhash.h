@@ -35,6 +35,7 @@ typedef struct {
     char                  hash[crypto_pwhash_STRBYTES];
 
     ngx_http_request_t   *request;
+    ngx_event_t           hold;          /* keeps an exiting worker alive */
     ngx_http_event_handler_pt  handler;  /* runs when the job is done */
 
     /* results */

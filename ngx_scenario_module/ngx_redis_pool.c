@@ -819,7 +819,12 @@ ngx_redis_command(ngx_redis_pool_t *pool, ngx_redis_handler_pt handler,
     op->timer.handler = ngx_redis_op_timeout;
     op->timer.data = op;
     op->timer.log = &pc->log;
-    op->timer.cancelable = 1;
+    /*
+     * Not cancelable: a worker that is shutting down waits for the answers
+     * its requests are waiting for (bounded by command_timeout) instead of
+     * exiting under them.
+     */
+    op->timer.cancelable = 0;
 
     ngx_add_timer(&op->timer, pool->conf.command_timeout);
 

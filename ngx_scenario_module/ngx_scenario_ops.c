@@ -28,39 +28,38 @@ static ngx_str_t  ngx_scenario_text_type =
     ngx_string("text/plain; version=0.0.4; charset=utf-8");
 
 
+/* each family's HELP and TYPE come right before its samples */
 static const char  *ngx_scenario_metric_lines[] = {
+    "# HELP scenario_requests_total Requests to the module's handlers.\n"
+    "# TYPE scenario_requests_total counter\n"
     "scenario_requests_total %uA\n",
+    "# HELP scenario_logins_total Login attempts by result.\n"
+    "# TYPE scenario_logins_total counter\n"
     "scenario_logins_total{result=\"ok\"} %uA\n",
     "scenario_logins_total{result=\"failed\"} %uA\n",
     "scenario_logins_total{result=\"rate_limited\"} %uA\n",
-    "scenario_registrations_total %uA\n",
-    "scenario_logouts_total %uA\n",
-    "scenario_auth_checks_total{result=\"ok\"} %uA\n",
-    "scenario_auth_checks_total{result=\"denied\"} %uA\n",
-    "scenario_errors_total{class=\"4xx\"} %uA\n",
-    "scenario_errors_total{class=\"5xx\"} %uA\n",
-    "scenario_unavailable_total %uA\n",
-    "scenario_active_chats %uA\n"
-};
-
-
-static const char  *ngx_scenario_metric_help =
-    "# HELP scenario_requests_total Requests to the module's handlers.\n"
-    "# TYPE scenario_requests_total counter\n"
-    "# HELP scenario_logins_total Login attempts by result.\n"
-    "# TYPE scenario_logins_total counter\n"
     "# HELP scenario_registrations_total Accounts created.\n"
     "# TYPE scenario_registrations_total counter\n"
+    "scenario_registrations_total %uA\n",
     "# HELP scenario_logouts_total Sessions ended by logout.\n"
     "# TYPE scenario_logouts_total counter\n"
-    "# HELP scenario_auth_checks_total Access-phase token checks.\n"
+    "scenario_logouts_total %uA\n",
+    "# HELP scenario_auth_checks_total Token checks of "
+    "scenario_auth_required.\n"
     "# TYPE scenario_auth_checks_total counter\n"
+    "scenario_auth_checks_total{result=\"ok\"} %uA\n",
+    "scenario_auth_checks_total{result=\"denied\"} %uA\n",
     "# HELP scenario_errors_total Error answers by class.\n"
     "# TYPE scenario_errors_total counter\n"
+    "scenario_errors_total{class=\"4xx\"} %uA\n",
+    "scenario_errors_total{class=\"5xx\"} %uA\n",
     "# HELP scenario_unavailable_total Answers 503 for a backend down.\n"
     "# TYPE scenario_unavailable_total counter\n"
+    "scenario_unavailable_total %uA\n",
     "# HELP scenario_active_chats Open chat connections.\n"
-    "# TYPE scenario_active_chats gauge\n";
+    "# TYPE scenario_active_chats gauge\n"
+    "scenario_active_chats %uA\n"
+};
 
 
 ngx_int_t
@@ -205,15 +204,12 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
     ngx_pg_pool_stats(smcf->pg_pool, &pg);
     ngx_redis_pool_stats(smcf->redis_pool, &rd);
 
-    len = ngx_strlen(ngx_scenario_metric_help) + 4096;
+    len = 8192;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    b->last = ngx_cpymem(b->last, ngx_scenario_metric_help,
-                         ngx_strlen(ngx_scenario_metric_help));
 
     for (i = 0; i < NGX_SCENARIO_M_LAST; i++) {
         b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i],

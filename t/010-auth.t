@@ -493,6 +493,8 @@ changed
 --- main_config eval: $::MainConfig
 --- http_config eval: $::HttpConfig
 --- config eval: $::Api
+--- init
+Test::Scenario::Util::redis_cmd("eval", "for _, k in ipairs(redis.call('keys', 'rl:*')) do redis.call('del', k) end return 1", "0");
 --- request eval
 [
 "POST /auth/login\n{\"email\":\"alice\@example.com\",\"password\":\"guess-1-wrong\"}",
@@ -563,6 +565,6 @@ GET /metrics
 --- response_headers_like
 Content-Type: text/plain; version=0\.0\.4; charset=utf-8
 --- response_body_like
-(?s)# TYPE scenario_requests_total counter\nscenario_requests_total \d+\n.*scenario_logins_total\{result="failed"\} \d+\n.*scenario_pool_connections\{pool="postgres",state="connected",pid="\d+"\} [1-9]
+(?s)^# HELP scenario_requests_total [^\n]+\n# TYPE scenario_requests_total counter\nscenario_requests_total \d+\n.*# TYPE scenario_logins_total counter\n.*scenario_logins_total\{result="failed"\} \d+\n.*scenario_pool_connections\{pool="postgres",state="configured",pid="\d+"\} 4
 --- no_error_log
 [error]
