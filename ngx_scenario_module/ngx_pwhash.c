@@ -20,7 +20,7 @@
  * Hashing threads run at a lower priority than the event loop: a burst of
  * logins then takes the idle CPU, not the time of requests in flight.
  */
-#define NGX_PWHASH_NICE  10
+#define NGX_PWHASH_NICE  19
 
 /*
  * A worker that shuts down exits once no timer but cancelable ones is left;

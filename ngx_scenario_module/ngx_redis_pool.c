@@ -90,7 +90,10 @@ struct ngx_redis_pool_s {
     ngx_uint_t                 errors;
     ngx_uint_t                 reconnects;
 
+    ngx_uint_t                 sub_epoch;   /* subscriptions made anew */
+
     unsigned                   running:1;
+    unsigned                   sub_live:1;  /* confirmed, no loss since */
 };
 
 
@@ -605,6 +608,10 @@ ngx_redis_conn_closed(redisAsyncContext *ac)
     pc->state = NGX_REDIS_DOWN;
     pc->failed = 1;
 
+    if (pc->subscriber) {
+        pc->pool->sub_live = 0;
+    }
+
     ngx_redis_conn_retry(pc);
 }
 
@@ -622,6 +629,10 @@ ngx_redis_conn_close(ngx_redis_conn_t *pc)
 
     pc->ac = NULL;
     pc->state = NGX_REDIS_DOWN;
+
+    if (pc->subscriber) {
+        pc->pool->sub_live = 0;
+    }
 
     if (ac == NULL) {
         return;
@@ -1147,7 +1158,21 @@ ngx_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         || e[1]->type != REDIS_REPLY_STRING
         || e[2]->type != REDIS_REPLY_STRING)
     {
-        /* (un)subscribe confirmations */
+        /*
+         * (un)subscribe confirmations: from the first one on, Redis has
+         * taken this connection's subscriptions and every later message
+         * reaches us
+         */
+        if (e[0]->type == REDIS_REPLY_STRING
+            && e[0]->len == sizeof("subscribe") - 1
+            && ngx_strncmp(e[0]->str, "subscribe", sizeof("subscribe") - 1)
+               == 0
+            && !pc->pool->sub_live)
+        {
+            pc->pool->sub_live = 1;
+            pc->pool->sub_epoch++;
+        }
+
         return;
     }
 
@@ -1214,4 +1239,11 @@ ngx_redis_free_channels(ngx_redis_pool_t *pool)
         ngx_rbtree_delete(tree, &ch->sn.node);
         ngx_free(ch);
     }
+}
+
+
+ngx_uint_t
+ngx_redis_sub_epoch(ngx_redis_pool_t *pool)
+{
+    return pool->sub_live ? pool->sub_epoch : 0;
 }

@@ -109,6 +109,14 @@ ngx_redis_sub_t *ngx_redis_subscribe(ngx_redis_pool_t *pool,
     ngx_str_t *channel, ngx_redis_message_pt handler, void *data);
 void ngx_redis_unsubscribe(ngx_redis_sub_t *sub);
 
+/*
+ * 0 while the subscriber connection is down or its subscriptions are not
+ * yet confirmed; otherwise a number that changes each time they are made
+ * anew.  Messages may have been missed between two different numbers, so a
+ * cache kept in step by messages is only valid under one number.
+ */
+ngx_uint_t ngx_redis_sub_epoch(ngx_redis_pool_t *pool);
+
 void ngx_redis_pool_stats(ngx_redis_pool_t *pool,
     ngx_redis_pool_stats_t *stats);
 

@@ -15,6 +15,7 @@
 #include "ngx_redis_pool.h"
 #include "ngx_pwhash.h"
 #include "ngx_http_json.h"
+#include "ngx_ttl_cache.h"
 
 
 #define NGX_SCENARIO_TOKEN_LEN    43    /* 256 bits, base64url unpadded */
@@ -56,6 +57,15 @@ typedef struct {
 } ngx_scenario_metrics_t;
 
 
+#define NGX_SCENARIO_CACHE_TOKEN    0
+#define NGX_SCENARIO_CACHE_PROFILE  1
+
+typedef struct {
+    ngx_uint_t                   epoch;
+    ngx_uint_t                   seq;
+} ngx_scenario_stamp_t;
+
+
 typedef struct {
     ngx_str_t                    pg_conninfo;
     ngx_pg_pool_conf_t           pg;
@@ -72,6 +82,8 @@ typedef struct {
     ngx_uint_t                   token_sliding;
     ngx_str_t                    cookie_name;
     ngx_array_t                 *allowed_origins;     /* of ngx_str_t */
+
+    ngx_msec_t                   auth_cache;
 
     ngx_uint_t                   limit_email;
     ngx_uint_t                   limit_address;
@@ -102,6 +114,7 @@ struct ngx_scenario_ctx_s {
     int64_t                      user_id;
     ngx_str_t                    user_id_text;
     ngx_str_t                    token_key;       /* "sess:<sha256 hex>" */
+    ngx_scenario_stamp_t         stamp;
     ngx_uint_t                   auth_status;     /* 0 or the error */
 
     /* what a flow waits for; cancelled if the request goes away */
@@ -146,7 +159,7 @@ ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
 void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n);
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
-    json_t *user);
+    json_t *user, ngx_scenario_stamp_t *stamp);
 void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
 
 /* ngx_scenario_access.c */
@@ -161,6 +174,17 @@ ngx_int_t ngx_scenario_register_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_login_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_logout_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_me_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_cache.c */
+ngx_int_t ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf);
+void ngx_scenario_cache_exit_process(void);
+void ngx_scenario_cache_stamp(ngx_scenario_main_conf_t *smcf,
+    ngx_scenario_stamp_t *stamp);
+ngx_int_t ngx_scenario_cache_get(ngx_scenario_main_conf_t *smcf,
+    ngx_uint_t kind, ngx_str_t *key, ngx_str_t *value);
+void ngx_scenario_cache_put(ngx_scenario_main_conf_t *smcf, ngx_uint_t kind,
+    ngx_scenario_stamp_t *stamp, ngx_str_t *key, ngx_str_t *value);
+void ngx_scenario_cache_forget(ngx_uint_t kind, ngx_str_t *key);
 
 /* ngx_scenario_ops.c */
 ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);

@@ -23,6 +23,8 @@ static ngx_int_t ngx_scenario_access_deny(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static void ngx_scenario_access_done(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
+static ngx_int_t ngx_scenario_access_user(ngx_http_request_t *r,
+    ngx_scenario_ctx_t *ctx, ngx_str_t *id);
 static ngx_int_t ngx_scenario_user_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_table_elt_t *ngx_scenario_header(ngx_http_request_t *r,
@@ -71,7 +73,7 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
     u_char                    *ttl;
     size_t                     argvlen[4];
     ngx_int_t                  rc;
-    ngx_str_t                  token;
+    ngx_str_t                  token, key, value;
     ngx_uint_t                 cookie;
     const char                *argv[4];
     ngx_scenario_ctx_t        *ctx;
@@ -147,6 +149,23 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
+    /* a session this worker saw lately, and nobody ended since */
+
+    key.data = ctx->token_key.data + sizeof("sess:") - 1;
+    key.len = NGX_SCENARIO_HASH_HEX;
+
+    if (ngx_scenario_cache_get(smcf, NGX_SCENARIO_CACHE_TOKEN, &key, &value)
+        == NGX_OK)
+    {
+        if (ngx_scenario_access_user(r, ctx, &value) == NGX_OK) {
+            ctx->auth_done = 1;
+            ngx_scenario_count(r, NGX_SCENARIO_M_AUTH_OK, 1);
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_scenario_cache_stamp(smcf, &ctx->stamp);
+
     argv[1] = (char *) ctx->token_key.data;
     argvlen[1] = ctx->token_key.len;
 
@@ -203,8 +222,9 @@ static void
 ngx_scenario_access_done(ngx_http_request_t *r, redisReply *reply,
     ngx_int_t rc)
 {
-    ngx_int_t            id;
-    ngx_scenario_ctx_t  *ctx;
+    ngx_str_t                  id, key;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
 
     ctx = ngx_scenario_ctx(r);
 
@@ -218,21 +238,48 @@ ngx_scenario_access_done(ngx_http_request_t *r, redisReply *reply,
         ctx->auth_status = NGX_HTTP_UNAUTHORIZED;
 
     } else {
-        id = ngx_atoi((u_char *) reply->str, reply->len);
+        id.data = (u_char *) reply->str;
+        id.len = reply->len;
 
-        ctx->user_id_text.data = ngx_pnalloc(r->pool, reply->len);
-
-        if (id <= 0 || ctx->user_id_text.data == NULL) {
+        if (ngx_scenario_access_user(r, ctx, &id) != NGX_OK) {
             ctx->auth_status = NGX_HTTP_UNAUTHORIZED;
 
         } else {
-            ngx_memcpy(ctx->user_id_text.data, reply->str, reply->len);
-            ctx->user_id_text.len = reply->len;
-            ctx->user_id = id;
+            smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+            key.data = ctx->token_key.data + sizeof("sess:") - 1;
+            key.len = NGX_SCENARIO_HASH_HEX;
+
+            ngx_scenario_cache_put(smcf, NGX_SCENARIO_CACHE_TOKEN,
+                                   &ctx->stamp, &key, &ctx->user_id_text);
         }
     }
 
     ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_scenario_access_user(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
+    ngx_str_t *id)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(id->data, id->len);
+    if (n <= 0) {
+        return NGX_ERROR;
+    }
+
+    ctx->user_id_text.data = ngx_pnalloc(r->pool, id->len);
+    if (ctx->user_id_text.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->user_id_text.data, id->data, id->len);
+    ctx->user_id_text.len = id->len;
+    ctx->user_id = n;
+
+    return NGX_OK;
 }
 
 

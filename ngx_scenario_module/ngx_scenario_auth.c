@@ -85,10 +85,10 @@ static const char  ngx_scenario_session_script[] =
     "if KEYS[2] then redis.call('DEL', KEYS[2]) end "
     "return 1";
 
-/* the session is gone, and caches are told at once */
+/* the session is gone, and every worker's cache is told at once */
 static const char  ngx_scenario_logout_script[] =
     "local n = redis.call('DEL', KEYS[1]) "
-    "redis.call('PUBLISH', 'scenario:revoked', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
     "return n";
 
 
@@ -657,6 +657,9 @@ ngx_scenario_logout_handler(ngx_http_request_t *r)
     ngx_memcpy(key, "sess:", sizeof("sess:") - 1);
     ngx_scenario_token_key(token.data, token.len, key + sizeof("sess:") - 1);
 
+    ctx->token_key.data = key;
+    ctx->token_key.len = sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX;
+
     argv[0] = "EVAL";
     argv[1] = ngx_scenario_logout_script;
     argv[2] = "1";
@@ -687,12 +690,19 @@ static void
 ngx_scenario_logout_done(ngx_http_request_t *r, redisReply *reply,
     ngx_int_t rc)
 {
-    ngx_str_t  none = ngx_string("");
+    ngx_str_t            none = ngx_string(""), key;
+    ngx_scenario_ctx_t  *ctx;
 
     if (rc != NGX_OK) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
         return;
     }
+
+    /* this worker forgets at once, the others when the message comes */
+    ctx = ngx_scenario_ctx(r);
+    key.data = ctx->token_key.data + sizeof("sess:") - 1;
+    key.len = NGX_SCENARIO_HASH_HEX;
+    ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_TOKEN, &key);
 
     ngx_scenario_count(r, NGX_SCENARIO_M_LOGOUT, 1);
 
@@ -716,11 +726,13 @@ ngx_scenario_logout_done(ngx_http_request_t *r, redisReply *reply,
 ngx_int_t
 ngx_scenario_me_handler(ngx_http_request_t *r)
 {
-    u_char               *key;
-    size_t                argvlen[2];
-    ngx_int_t             rc;
-    const char           *argv[2];
-    ngx_scenario_ctx_t   *ctx;
+    u_char                    *key;
+    size_t                     argvlen[2];
+    ngx_int_t                  rc;
+    ngx_str_t                  doc;
+    const char                *argv[2];
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_scenario_method_not_allowed(r, "GET, HEAD");
@@ -737,6 +749,17 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    if (ngx_scenario_cache_get(smcf, NGX_SCENARIO_CACHE_PROFILE,
+                               &ctx->user_id_text, &doc)
+        == NGX_OK)
+    {
+        return ngx_http_json_send_raw(r, NGX_HTTP_OK, doc.data, doc.len);
+    }
+
+    ngx_scenario_cache_stamp(smcf, &ctx->stamp);
 
     key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + NGX_INT64_LEN);
     if (key == NULL) {
@@ -768,15 +791,24 @@ static void
 ngx_scenario_me_cached(ngx_http_request_t *r, redisReply *reply,
     ngx_int_t rc)
 {
-    ngx_scenario_ctx_t  *ctx;
-
-    if (rc == NGX_OK && reply->type == REDIS_REPLY_STRING) {
-        ngx_scenario_finalize(r, ngx_http_json_send_raw(r, NGX_HTTP_OK,
-                              (u_char *) reply->str, reply->len));
-        return;
-    }
+    ngx_str_t                  doc;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
 
     ctx = ngx_scenario_ctx(r);
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_STRING) {
+        smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+        doc.data = (u_char *) reply->str;
+        doc.len = reply->len;
+        ngx_scenario_cache_put(smcf, NGX_SCENARIO_CACHE_PROFILE, &ctx->stamp,
+                               &ctx->user_id_text, &doc);
+
+        ngx_scenario_finalize(r, ngx_http_json_send_raw(r, NGX_HTTP_OK,
+                                                        doc.data, doc.len));
+        return;
+    }
 
     rc = ngx_scenario_pg(r, ngx_scenario_user_by_id, 1, &ctx->user_id_text,
                          ngx_scenario_me_done);
@@ -820,7 +852,7 @@ ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
                         json_stringn((char *) created.data, created.len));
 
     ctx = ngx_scenario_ctx(r);
-    ngx_scenario_user_cache(r, &ctx->user_id_text, user);
+    ngx_scenario_user_cache(r, &ctx->user_id_text, user, &ctx->stamp);
 
     ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, user));
 }

@@ -24,6 +24,8 @@ static char *ngx_scenario_password_cost(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_scenario_auth_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_scenario_content_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_scenario_init_process(ngx_cycle_t *cycle);
 static void ngx_scenario_exit_process(ngx_cycle_t *cycle);
@@ -165,6 +167,13 @@ static ngx_command_t  ngx_scenario_commands[] = {
       offsetof(ngx_scenario_main_conf_t, allowed_origins),
       NULL },
 
+    { ngx_string("scenario_auth_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_scenario_auth_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("scenario_login_limit"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
       ngx_scenario_login_limit,
@@ -265,6 +274,7 @@ ngx_scenario_create_main_conf(ngx_conf_t *cf)
     smcf->token_sliding = NGX_CONF_UNSET_UINT;
     smcf->allowed_origins = NGX_CONF_UNSET_PTR;
 
+    smcf->auth_cache = NGX_CONF_UNSET_MSEC;
     smcf->limit_email = NGX_CONF_UNSET_UINT;
     smcf->limit_address = NGX_CONF_UNSET_UINT;
     smcf->limit_window = NGX_CONF_UNSET;
@@ -284,6 +294,7 @@ ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(smcf->token_ttl, 86400);
     ngx_conf_init_uint_value(smcf->token_sliding, 1);
     ngx_conf_init_ptr_value(smcf->allowed_origins, NULL);
+    ngx_conf_init_msec_value(smcf->auth_cache, 10000);
     ngx_conf_init_uint_value(smcf->limit_email, 5);
     ngx_conf_init_uint_value(smcf->limit_address, 50);
     ngx_conf_init_value(smcf->limit_window, 900);
@@ -424,6 +435,35 @@ ngx_scenario_password_cost(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* scenario_auth_cache off | time; */
+
+static char *
+ngx_scenario_auth_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_scenario_main_conf_t  *smcf = conf;
+
+    ngx_str_t  *value;
+
+    if (smcf->auth_cache != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        smcf->auth_cache = 0;
+        return NGX_CONF_OK;
+    }
+
+    smcf->auth_cache = ngx_parse_time(&value[1], 0);
+    if (smcf->auth_cache == (ngx_msec_t) NGX_ERROR) {
+        return "invalid value";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* scenario_login_limit email=5 address=50 window=15m; */
 
 static char *
@@ -554,11 +594,13 @@ ngx_scenario_init_process(ngx_cycle_t *cycle)
 
     ngx_scenario_running = smcf;
 
-    if (ngx_pg_pool_init_process(smcf->pg_pool, cycle) != NGX_OK) {
+    if (ngx_pg_pool_init_process(smcf->pg_pool, cycle) != NGX_OK
+        || ngx_redis_pool_init_process(smcf->redis_pool, cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_redis_pool_init_process(smcf->redis_pool, cycle);
+    return ngx_scenario_cache_init_process(smcf);
 }
 
 
@@ -571,6 +613,7 @@ ngx_scenario_exit_process(ngx_cycle_t *cycle)
 
     ngx_pg_pool_exit_process(ngx_scenario_running->pg_pool);
     ngx_redis_pool_exit_process(ngx_scenario_running->redis_pool);
+    ngx_scenario_cache_exit_process();
 
     ngx_scenario_running = NULL;
 }
@@ -790,11 +833,13 @@ ngx_scenario_ignore(void *data, redisReply *reply, ngx_int_t rc)
 
 
 void
-ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user)
+ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user,
+    ngx_scenario_stamp_t *stamp)
 {
     u_char                    *key;
     char                      *doc;
     size_t                     argvlen[5];
+    ngx_str_t                  value;
     const char                *argv[5];
     ngx_scenario_main_conf_t  *smcf;
 
@@ -822,30 +867,49 @@ ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user)
     (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 5,
                              argv, argvlen);
 
+    value.data = (u_char *) doc;
+    value.len = argvlen[2];
+    ngx_scenario_cache_put(smcf, NGX_SCENARIO_CACHE_PROFILE, stamp, id,
+                           &value);
+
     free(doc);
 }
+
+
+/* the profile changed: Redis drops it and every worker is told */
+
+static const char  ngx_scenario_forget_script[] =
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
+    "return 1";
 
 
 void
 ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
 {
     u_char                    *key;
-    size_t                     argvlen[2];
-    const char                *argv[2];
+    size_t                     argvlen[4];
+    const char                *argv[4];
     ngx_scenario_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, id);
 
     key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
     if (key == NULL) {
         return;
     }
 
-    argv[0] = "DEL";
-    argvlen[0] = 3;
-    argv[1] = (char *) key;
-    argvlen[1] = ngx_sprintf(key, "user:%V", id) - key;
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_forget_script;
+    argvlen[1] = sizeof(ngx_scenario_forget_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key;
+    argvlen[3] = ngx_sprintf(key, "user:%V", id) - key;
 
-    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 2,
+    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 4,
                              argv, argvlen);
 }

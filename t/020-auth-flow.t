@@ -163,6 +163,16 @@ subtest 'reload under live connections' => sub {
     ok eventually(10, sub { me($token)->{status} == 200 }),
         'the session lives on after the reload';
 
+    # both workers now hold the session in their caches
+    my %seen;
+    for (1 .. 40) { $seen{ me($token)->{status} }++ }
+    is_deeply \%seen, { 200 => 40 }, 'the token works on every worker';
+    is http('POST', '/auth/logout', { Authorization => "Bearer $token" })
+        ->{status}, 204, 'logged out';
+    %seen = ();
+    for (1 .. 40) { $seen{ me($token)->{status} }++ }
+    is_deeply \%seen, { 401 => 40 }, 'and it is dead at once on every worker';
+
     sleep 1;
     is_deeply [errors_logged()], [], 'no alert, crit or open socket in error.log';
     stop_nginx();
