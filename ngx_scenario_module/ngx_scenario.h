@@ -30,7 +30,10 @@ typedef enum {
     NGX_SCENARIO_LOGOUT,
     NGX_SCENARIO_ME,
     NGX_SCENARIO_HEALTHZ,
-    NGX_SCENARIO_METRICS
+    NGX_SCENARIO_METRICS,
+    NGX_SCENARIO_SCENARIOS,
+    NGX_SCENARIO_SESSIONS,
+    NGX_SCENARIO_SESSION
 } ngx_scenario_handler_e;
 
 
@@ -149,6 +152,9 @@ extern ngx_module_t  ngx_scenario_module;
 
 /* ngx_scenario_module.c: shared plumbing of the flows */
 ngx_scenario_ctx_t *ngx_scenario_ctx(ngx_http_request_t *r);
+ngx_scenario_ctx_t *ngx_scenario_user(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_method_not_allowed(ngx_http_request_t *r,
+    const char *allow);
 ngx_int_t ngx_scenario_pg(ngx_http_request_t *r, const char *sql,
     ngx_uint_t nparams, ngx_str_t *params, ngx_scenario_pg_pt handler);
 ngx_int_t ngx_scenario_redis(ngx_http_request_t *r,
@@ -174,6 +180,14 @@ ngx_int_t ngx_scenario_register_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_login_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_logout_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_me_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_sessions.c */
+ngx_int_t ngx_scenario_scenarios_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_sessions_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_session_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_session_id(ngx_http_request_t *r, ngx_str_t *id);
+ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
+    const char *what);
 
 /* ngx_scenario_cache.c */
 ngx_int_t ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf);

@@ -56,8 +56,6 @@ static void ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 
 static json_t *ngx_scenario_user_json(PGresult *res);
-static ngx_int_t ngx_scenario_method_not_allowed(ngx_http_request_t *r,
-    const char *allow);
 static void ngx_scenario_wait_done(ngx_http_request_t *r);
 
 
@@ -1047,23 +1045,6 @@ ngx_scenario_user_json(PGresult *res)
                      "display_name", (char *) name.data, name.len,
                      "xp", (json_int_t) ngx_pg_int(res, 0, 3),
                      "level", (json_int_t) ngx_pg_int(res, 0, 4));
-}
-
-
-static ngx_int_t
-ngx_scenario_method_not_allowed(ngx_http_request_t *r, const char *allow)
-{
-    ngx_str_t  v;
-
-    v.data = (u_char *) allow;
-    v.len = ngx_strlen(allow);
-
-    if (ngx_http_json_add_header(r, "Allow", &v) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_json_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
-                               "this method is not allowed here");
 }
 
 

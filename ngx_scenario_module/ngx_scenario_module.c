@@ -42,6 +42,9 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("me"), NGX_SCENARIO_ME },
     { ngx_string("healthz"), NGX_SCENARIO_HEALTHZ },
     { ngx_string("metrics"), NGX_SCENARIO_METRICS },
+    { ngx_string("scenarios"), NGX_SCENARIO_SCENARIOS },
+    { ngx_string("sessions"), NGX_SCENARIO_SESSIONS },
+    { ngx_string("session"), NGX_SCENARIO_SESSION },
     { ngx_null_string, 0 }
 };
 
@@ -570,6 +573,15 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
     case NGX_SCENARIO_METRICS:
         return ngx_scenario_metrics_handler(r);
 
+    case NGX_SCENARIO_SCENARIOS:
+        return ngx_scenario_scenarios_handler(r);
+
+    case NGX_SCENARIO_SESSIONS:
+        return ngx_scenario_sessions_handler(r);
+
+    case NGX_SCENARIO_SESSION:
+        return ngx_scenario_session_handler(r);
+
     default:
         return NGX_DECLINED;
     }
@@ -912,4 +924,38 @@ ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
 
     (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 4,
                              argv, argvlen);
+}
+
+
+ngx_int_t
+ngx_scenario_method_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    ngx_str_t  v;
+
+    v.data = (u_char *) allow;
+    v.len = ngx_strlen(allow);
+
+    if (ngx_http_json_add_header(r, "Allow", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_json_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                               "this method is not allowed here");
+}
+
+
+/* the context of an authenticated request, NULL when there is no user */
+
+ngx_scenario_ctx_t *
+ngx_scenario_user(ngx_http_request_t *r)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    if (ctx == NULL || ctx->user_id == 0) {
+        return NULL;
+    }
+
+    return ctx;
 }
