@@ -185,8 +185,9 @@ ngx_int_t
 ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    json_t     *json;
-    ngx_int_t   rc;
+    json_t           *json;
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
 
     json = json_pack("{s:{s:s,s:s}}", "error", "code", code,
                      "message", message);
@@ -197,12 +198,15 @@ ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
     if (status == NGX_HTTP_UNAUTHORIZED
         && r->headers_out.www_authenticate == NULL)
     {
-        r->headers_out.www_authenticate = ngx_list_push(&r->headers_out.headers);
-        if (r->headers_out.www_authenticate != NULL) {
-            r->headers_out.www_authenticate->hash = 1;
-            ngx_str_set(&r->headers_out.www_authenticate->key,
-                        "WWW-Authenticate");
-            ngx_str_set(&r->headers_out.www_authenticate->value, "Bearer");
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h != NULL) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "WWW-Authenticate");
+            ngx_str_set(&h->value, "Bearer");
+#if (nginx_version >= 1023000)
+            h->next = NULL;
+#endif
+            r->headers_out.www_authenticate = h;
         }
     }
 

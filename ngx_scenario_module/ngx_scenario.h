@@ -55,8 +55,20 @@ typedef enum {
 } ngx_scenario_metric_e;
 
 
+/*
+ * One slot per worker, each on cache lines of its own, so that counting on
+ * the hot path never bounces a line between cores; /metrics adds them up.
+ */
+#define NGX_SCENARIO_M_SLOTS  64
+
 typedef struct {
     ngx_atomic_t                 v[NGX_SCENARIO_M_LAST];
+    u_char                       pad[128 - (NGX_SCENARIO_M_LAST
+                                            * sizeof(ngx_atomic_t)) % 128];
+} ngx_scenario_metrics_slot_t;
+
+typedef struct {
+    ngx_scenario_metrics_slot_t  w[NGX_SCENARIO_M_SLOTS];
 } ngx_scenario_metrics_t;
 
 

@@ -823,12 +823,14 @@ void
 ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n)
 {
-    ngx_scenario_main_conf_t  *smcf;
+    ngx_scenario_main_conf_t     *smcf;
+    ngx_scenario_metrics_slot_t  *slot;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
     if (smcf->metrics) {
-        (void) ngx_atomic_fetch_add(&smcf->metrics->v[metric], n);
+        slot = &smcf->metrics->w[ngx_worker % NGX_SCENARIO_M_SLOTS];
+        (void) ngx_atomic_fetch_add(&slot->v[metric], n);
     }
 }
 

@@ -182,8 +182,9 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
     size_t                     len;
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, w;
     ngx_chain_t                out;
+    ngx_atomic_uint_t          sum;
     ngx_pg_pool_stats_t        pg;
     ngx_redis_pool_stats_t     rd;
     ngx_scenario_main_conf_t  *smcf;
@@ -212,8 +213,12 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
     }
 
     for (i = 0; i < NGX_SCENARIO_M_LAST; i++) {
-        b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i],
-                              smcf->metrics->v[i]);
+        sum = 0;
+        for (w = 0; w < NGX_SCENARIO_M_SLOTS; w++) {
+            sum += smcf->metrics->w[w].v[i];
+        }
+
+        b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i], sum);
     }
 
     b->last = ngx_sprintf(b->last,
@@ -277,7 +282,8 @@ ngx_int_t
 ngx_scenario_metrics_init(ngx_conf_t *cf, ngx_scenario_main_conf_t *smcf)
 {
     smcf->shm_zone = ngx_shared_memory_add(cf, &ngx_scenario_zone_name,
-                                           8 * ngx_pagesize,
+                                           8 * ngx_pagesize
+                                           + sizeof(ngx_scenario_metrics_t),
                                            &ngx_scenario_module);
     if (smcf->shm_zone == NULL) {
         return NGX_ERROR;
