@@ -108,6 +108,9 @@ static void ngx_redis_conn_closed(redisAsyncContext *ac);
 static void ngx_redis_conn_close(ngx_redis_conn_t *pc);
 static void ngx_redis_conn_retry(ngx_redis_conn_t *pc);
 static void ngx_redis_conn_timer_handler(ngx_event_t *ev);
+static ngx_redis_op_t *ngx_redis_command_on(ngx_redis_pool_t *pool,
+    ngx_redis_conn_t *pc, ngx_redis_handler_pt handler, void *data,
+    int argc, const char **argv, const size_t *argvlen);
 static ngx_redis_conn_t *ngx_redis_pool_pick(ngx_redis_pool_t *pool);
 static ngx_uint_t ngx_redis_conn_usable(ngx_redis_conn_t *pc);
 static u_char *ngx_redis_log_error(ngx_log_t *log, u_char *buf, size_t len);
@@ -793,14 +796,44 @@ ngx_redis_op_t *
 ngx_redis_command(ngx_redis_pool_t *pool, ngx_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
-    ngx_redis_op_t    *op;
+    if (!pool->running) {
+        return NULL;
+    }
+
+    return ngx_redis_command_on(pool, ngx_redis_pool_pick(pool), handler,
+                                data, argc, argv, argvlen);
+}
+
+
+ngx_redis_op_t *
+ngx_redis_command_pinned(ngx_redis_pool_t *pool, ngx_uint_t hint,
+    ngx_redis_handler_pt handler, void *data, int argc, const char **argv,
+    const size_t *argvlen)
+{
     ngx_redis_conn_t  *pc;
 
     if (!pool->running) {
         return NULL;
     }
 
-    pc = ngx_redis_pool_pick(pool);
+    pc = &pool->conns[hint % pool->conf.size];
+
+    if (!ngx_redis_conn_usable(pc)) {
+        pc = ngx_redis_pool_pick(pool);
+    }
+
+    return ngx_redis_command_on(pool, pc, handler, data, argc, argv,
+                                argvlen);
+}
+
+
+static ngx_redis_op_t *
+ngx_redis_command_on(ngx_redis_pool_t *pool, ngx_redis_conn_t *pc,
+    ngx_redis_handler_pt handler, void *data, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    ngx_redis_op_t  *op;
+
     if (pc == NULL) {
         return NULL;
     }

@@ -97,6 +97,15 @@ ngx_redis_op_t *ngx_redis_command(ngx_redis_pool_t *pool,
     ngx_redis_handler_pt handler, void *data, int argc, const char **argv,
     const size_t *argvlen);
 
+/*
+ * The same, on the connection chosen by hint while it is usable: commands
+ * with one hint are then carried, and answered, in the order they were
+ * sent (PUBLISHes of one stream, say).
+ */
+ngx_redis_op_t *ngx_redis_command_pinned(ngx_redis_pool_t *pool,
+    ngx_uint_t hint, ngx_redis_handler_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
 /* The handler will not be called; safe at any time before it was called. */
 void ngx_redis_op_cancel(ngx_redis_op_t *op);
 
