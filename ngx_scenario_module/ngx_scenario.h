@@ -16,6 +16,8 @@
 #include "ngx_pwhash.h"
 #include "ngx_http_json.h"
 #include "ngx_ttl_cache.h"
+#include "ngx_http_ws.h"
+#include "ngx_model_client.h"
 
 
 #define NGX_SCENARIO_TOKEN_LEN    43    /* 256 bits, base64url unpadded */
@@ -33,7 +35,8 @@ typedef enum {
     NGX_SCENARIO_METRICS,
     NGX_SCENARIO_SCENARIOS,
     NGX_SCENARIO_SESSIONS,
-    NGX_SCENARIO_SESSION
+    NGX_SCENARIO_SESSION,
+    NGX_SCENARIO_CHAT
 } ngx_scenario_handler_e;
 
 
@@ -99,6 +102,7 @@ typedef struct {
     ngx_array_t                 *allowed_origins;     /* of ngx_str_t */
 
     ngx_msec_t                   auth_cache;
+    ngx_str_t                    api_key_env;
 
     ngx_uint_t                   limit_email;
     ngx_uint_t                   limit_address;
@@ -113,6 +117,19 @@ typedef struct {
     ngx_uint_t                   handler;
     ngx_flag_t                   auth_required;
     size_t                       max_body;
+
+    ngx_model_conf_t             model;            /* location, timeout */
+    ngx_str_t                    model_name;
+    double                       model_temperature;
+    ngx_uint_t                   model_max_tokens;
+
+    size_t                       chat_max_message;
+    size_t                       chat_max_chars;
+    size_t                       chat_max_output;
+    ngx_msec_t                   chat_ping;
+    ngx_msec_t                   chat_idle_timeout;
+    ngx_msec_t                   chat_send_timeout;
+    ngx_uint_t                   chat_context;
 } ngx_scenario_loc_conf_t;
 
 
@@ -138,6 +155,7 @@ struct ngx_scenario_ctx_s {
     ngx_redis_op_t              *redis_op;
     ngx_scenario_redis_pt        redis_handler;
     ngx_pwhash_job_t            *job;
+    void                        *chat;
 
     /* the flow's own state */
     json_t                      *body;
@@ -200,6 +218,9 @@ ngx_int_t ngx_scenario_session_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_session_id(ngx_http_request_t *r, ngx_str_t *id);
 ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
     const char *what);
+
+/* ngx_scenario_chat.c */
+ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);
 
 /* ngx_scenario_cache.c */
 ngx_int_t ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf);

@@ -26,6 +26,10 @@ static char *ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_scenario_auth_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_scenario_temperature(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_scenario_api_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_scenario_content_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_scenario_init_process(ngx_cycle_t *cycle);
 static void ngx_scenario_exit_process(ngx_cycle_t *cycle);
@@ -45,6 +49,7 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("scenarios"), NGX_SCENARIO_SCENARIOS },
     { ngx_string("sessions"), NGX_SCENARIO_SESSIONS },
     { ngx_string("session"), NGX_SCENARIO_SESSION },
+    { ngx_string("chat"), NGX_SCENARIO_CHAT },
     { ngx_null_string, 0 }
 };
 
@@ -205,6 +210,104 @@ static ngx_command_t  ngx_scenario_commands[] = {
       offsetof(ngx_scenario_loc_conf_t, max_body),
       NULL },
 
+    { ngx_string("scenario_model_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, model.location),
+      NULL },
+
+    { ngx_string("scenario_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, model_name),
+      NULL },
+
+    { ngx_string("scenario_model_temperature"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_scenario_temperature,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scenario_model_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, model_max_tokens),
+      NULL },
+
+    { ngx_string("scenario_model_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, model.timeout),
+      NULL },
+
+    { ngx_string("scenario_model_max_reply"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, model.max_content),
+      NULL },
+
+    { ngx_string("scenario_model_api_key_env"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, api_key_env),
+      NULL },
+
+    { ngx_string("scenario_chat_max_message"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_max_message),
+      NULL },
+
+    { ngx_string("scenario_chat_max_chars"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_max_chars),
+      NULL },
+
+    { ngx_string("scenario_chat_max_output"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_max_output),
+      NULL },
+
+    { ngx_string("scenario_chat_ping"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_ping),
+      NULL },
+
+    { ngx_string("scenario_chat_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_idle_timeout),
+      NULL },
+
+    { ngx_string("scenario_chat_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_send_timeout),
+      NULL },
+
+    { ngx_string("scenario_chat_context"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_context),
+      NULL },
+
       ngx_null_command
 };
 
@@ -238,6 +341,10 @@ ngx_module_t  ngx_scenario_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_str_t  ngx_scenario_api_key_name =
+    ngx_string("scenario_model_api_key");
 
 
 /* the pools of the current cycle, for the worker's exit */
@@ -364,6 +471,19 @@ ngx_scenario_create_loc_conf(ngx_conf_t *cf)
     slcf->auth_required = NGX_CONF_UNSET;
     slcf->max_body = NGX_CONF_UNSET_SIZE;
 
+    slcf->model.timeout = NGX_CONF_UNSET_MSEC;
+    slcf->model.max_content = NGX_CONF_UNSET_SIZE;
+    slcf->model_temperature = -1;
+    slcf->model_max_tokens = NGX_CONF_UNSET_UINT;
+
+    slcf->chat_max_message = NGX_CONF_UNSET_SIZE;
+    slcf->chat_max_chars = NGX_CONF_UNSET_SIZE;
+    slcf->chat_max_output = NGX_CONF_UNSET_SIZE;
+    slcf->chat_ping = NGX_CONF_UNSET_MSEC;
+    slcf->chat_idle_timeout = NGX_CONF_UNSET_MSEC;
+    slcf->chat_send_timeout = NGX_CONF_UNSET_MSEC;
+    slcf->chat_context = NGX_CONF_UNSET_UINT;
+
     return slcf;
 }
 
@@ -378,6 +498,40 @@ ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_init_uint_value(conf->handler, NGX_SCENARIO_NONE);
     ngx_conf_merge_value(conf->auth_required, prev->auth_required, 0);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body, 16384);
+
+    ngx_conf_merge_str_value(conf->model.location, prev->model.location,
+                             "/_model");
+    ngx_conf_merge_msec_value(conf->model.timeout, prev->model.timeout,
+                              60000);
+    ngx_conf_merge_size_value(conf->model.max_content,
+                              prev->model.max_content, 65536);
+    ngx_conf_merge_str_value(conf->model_name, prev->model_name,
+                             "gpt-4o-mini");
+
+    if (conf->model_temperature < 0) {
+        conf->model_temperature = prev->model_temperature < 0
+                                  ? 0.8 : prev->model_temperature;
+    }
+
+    ngx_conf_merge_uint_value(conf->model_max_tokens,
+                              prev->model_max_tokens, 300);
+
+    ngx_conf_merge_size_value(conf->chat_max_message,
+                              prev->chat_max_message, 65536);
+    ngx_conf_merge_size_value(conf->chat_max_chars, prev->chat_max_chars,
+                              4000);
+    ngx_conf_merge_size_value(conf->chat_max_output, prev->chat_max_output,
+                              1024 * 1024);
+    ngx_conf_merge_msec_value(conf->chat_ping, prev->chat_ping, 30000);
+    ngx_conf_merge_msec_value(conf->chat_idle_timeout,
+                              prev->chat_idle_timeout, 600000);
+    ngx_conf_merge_msec_value(conf->chat_send_timeout,
+                              prev->chat_send_timeout, 30000);
+    ngx_conf_merge_uint_value(conf->chat_context, prev->chat_context, 20);
+
+    if (conf->chat_context == 0) {
+        conf->chat_context = 1;
+    }
 
     return NGX_CONF_OK;
 }
@@ -467,6 +621,35 @@ ngx_scenario_auth_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* scenario_model_temperature 0.8; */
+
+static char *
+ngx_scenario_temperature(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_scenario_loc_conf_t  *slcf = conf;
+
+    char       *end;
+    double      t;
+    ngx_str_t  *value;
+
+    if (slcf->model_temperature >= 0) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    t = strtod((char *) value[1].data, &end);
+
+    if (end != (char *) value[1].data + value[1].len || t < 0 || t > 2) {
+        return "invalid value: a number from 0 to 2";
+    }
+
+    slcf->model_temperature = t;
+
+    return NGX_CONF_OK;
+}
+
+
 /* scenario_login_limit email=5 address=50 window=15m; */
 
 static char *
@@ -536,7 +719,21 @@ ngx_scenario_postconfiguration(ngx_conf_t *cf)
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_scenario_module);
 
+    ngx_http_variable_t       *var;
+
     if (ngx_scenario_metrics_init(cf, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    var = ngx_http_add_variable(cf, &ngx_scenario_api_key_name,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_scenario_api_key_variable;
+
+    if (ngx_model_client_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -581,6 +778,9 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_SESSION:
         return ngx_scenario_session_handler(r);
+
+    case NGX_SCENARIO_CHAT:
+        return ngx_scenario_chat_handler(r);
 
     default:
         return NGX_DECLINED;
@@ -960,4 +1160,40 @@ ngx_scenario_user(ngx_http_request_t *r)
     }
 
     return ctx;
+}
+
+
+/*
+ * $scenario_model_api_key: the model's API key, read from the environment
+ * variable scenario_model_api_key_env names (kept for the workers with
+ * nginx's "env" directive), so that no configuration file holds it.
+ */
+
+static ngx_int_t
+ngx_scenario_api_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    char                      *key;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    key = NULL;
+
+    if (smcf->api_key_env.len) {
+        key = getenv((char *) smcf->api_key_env.data);
+    }
+
+    if (key == NULL || *key == '\0') {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) key;
+    v->len = ngx_strlen(key);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
 }
