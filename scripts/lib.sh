@@ -122,3 +122,25 @@ wait_http() {    # url
     done
     return 1
 }
+
+# The stand-in model server: OpenAI's streaming wire format, on loopback.
+stub_start() {   # dir port [delay-ms]
+    local dir=$1 port=$2 delay=${3:-30}
+    mkdir -p "$dir"
+    stub_stop "$dir"
+    "$top/build/openai-stub" --listen "127.0.0.1:$port" --delay-ms "$delay" \
+        --log "$dir/stub.log" --pid "$dir/stub.pid" --daemon \
+        || die "the stand-in model server did not start"
+    for _ in $(seq 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null \
+            && return 0
+        sleep 0.1
+    done
+    die "the stand-in model server does not answer: $dir/stub.log"
+}
+
+stub_stop() {    # dir
+    [ -f "$1/stub.pid" ] || return 0
+    kill "$(cat "$1/stub.pid")" 2>/dev/null || true
+    rm -f "$1/stub.pid"
+}
