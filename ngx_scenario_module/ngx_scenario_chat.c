@@ -166,7 +166,9 @@ static const char  ngx_scenario_chat_session_sql[] =
     "SELECT se.status, s.id, s.title, s.persona_name, s.persona_role, "
     "s.persona_prompt, s.backstory, s.goal, s.opening_line, "
     "(SELECT coalesce(max(m.seq), 0) FROM messages m "
-    "WHERE m.session_id = se.id) "
+    "WHERE m.session_id = se.id), "
+    "(SELECT m.role FROM messages m WHERE m.session_id = se.id "
+    "ORDER BY m.seq DESC LIMIT 1) "
     "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
     "WHERE se.id = $1 AND se.user_id = $2";
 
@@ -297,7 +299,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     json_t               *ready;
     size_t                len;
     ngx_int_t             last_seq;
-    ngx_str_t             v[8];
+    ngx_str_t             v[8], last_role;
     ngx_uint_t            i;
     ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
@@ -385,8 +387,15 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 
     ngx_scenario_chat_event(chat, ready, 0);
 
-    /* a new session: the persona speaks first */
-    if (last_seq == 0) {
+    /*
+     * A new session: the persona speaks first; a message left unanswered
+     * (its sender went away before the reply): it gets one now.
+     */
+    last_role = ngx_pg_value(res, 0, 10);
+
+    if (last_seq == 0
+        || (last_role.len == 4 && ngx_strncmp(last_role.data, "user", 4) == 0))
+    {
         ngx_scenario_turn_start(chat);
     }
 
