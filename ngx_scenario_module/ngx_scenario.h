@@ -36,7 +36,10 @@ typedef enum {
     NGX_SCENARIO_SCENARIOS,
     NGX_SCENARIO_SESSIONS,
     NGX_SCENARIO_SESSION,
-    NGX_SCENARIO_CHAT
+    NGX_SCENARIO_CHAT,
+    NGX_SCENARIO_RESOLVE,
+    NGX_SCENARIO_PROGRESS,
+    NGX_SCENARIO_LEADERBOARD
 } ngx_scenario_handler_e;
 
 
@@ -130,6 +133,8 @@ typedef struct {
     ngx_msec_t                   chat_idle_timeout;
     ngx_msec_t                   chat_send_timeout;
     ngx_uint_t                   chat_context;
+
+    ngx_flag_t                   judge;
 } ngx_scenario_loc_conf_t;
 
 
@@ -156,6 +161,7 @@ struct ngx_scenario_ctx_s {
     ngx_scenario_redis_pt        redis_handler;
     ngx_pwhash_job_t            *job;
     void                        *chat;
+    void                        *resolve;
 
     /* the flow's own state */
     json_t                      *body;
@@ -221,6 +227,11 @@ ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
 
 /* ngx_scenario_chat.c */
 ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_resolve.c */
+ngx_int_t ngx_scenario_resolve_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_progress_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_leaderboard_handler(ngx_http_request_t *r);
 
 /* ngx_scenario_cache.c */
 ngx_int_t ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf);

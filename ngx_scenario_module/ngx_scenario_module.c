@@ -50,6 +50,9 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("sessions"), NGX_SCENARIO_SESSIONS },
     { ngx_string("session"), NGX_SCENARIO_SESSION },
     { ngx_string("chat"), NGX_SCENARIO_CHAT },
+    { ngx_string("resolve"), NGX_SCENARIO_RESOLVE },
+    { ngx_string("progress"), NGX_SCENARIO_PROGRESS },
+    { ngx_string("leaderboard"), NGX_SCENARIO_LEADERBOARD },
     { ngx_null_string, 0 }
 };
 
@@ -257,6 +260,13 @@ static ngx_command_t  ngx_scenario_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_scenario_main_conf_t, api_key_env),
+      NULL },
+
+    { ngx_string("scenario_judge"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, judge),
       NULL },
 
     { ngx_string("scenario_chat_max_message"),
@@ -483,6 +493,7 @@ ngx_scenario_create_loc_conf(ngx_conf_t *cf)
     slcf->chat_idle_timeout = NGX_CONF_UNSET_MSEC;
     slcf->chat_send_timeout = NGX_CONF_UNSET_MSEC;
     slcf->chat_context = NGX_CONF_UNSET_UINT;
+    slcf->judge = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -532,6 +543,8 @@ ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->chat_context == 0) {
         conf->chat_context = 1;
     }
+
+    ngx_conf_merge_value(conf->judge, prev->judge, 1);
 
     return NGX_CONF_OK;
 }
@@ -781,6 +794,15 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_CHAT:
         return ngx_scenario_chat_handler(r);
+
+    case NGX_SCENARIO_RESOLVE:
+        return ngx_scenario_resolve_handler(r);
+
+    case NGX_SCENARIO_PROGRESS:
+        return ngx_scenario_progress_handler(r);
+
+    case NGX_SCENARIO_LEADERBOARD:
+        return ngx_scenario_leaderboard_handler(r);
 
     default:
         return NGX_DECLINED;
