@@ -198,6 +198,9 @@ ngx_int_t ngx_scenario_redis(ngx_http_request_t *r,
     const size_t *argvlen);
 void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
+ngx_int_t ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc,
+    const char *what);
+void ngx_scenario_fail(ngx_http_request_t *r, ngx_int_t rc, const char *what);
 void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n);
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
@@ -222,6 +225,8 @@ ngx_int_t ngx_scenario_scenarios_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_sessions_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_session_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_session_id(ngx_http_request_t *r, ngx_str_t *id);
+ngx_int_t ngx_scenario_query(ngx_http_request_t *r, const char *sql,
+    ngx_uint_t nparams, ngx_str_t *params);
 ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
     const char *what);
 

@@ -186,9 +186,7 @@ ngx_scenario_register_hashed(ngx_http_request_t *r)
                          ngx_scenario_register_inserted);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "postgres")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "postgres");
     }
 }
 
@@ -306,9 +304,7 @@ ngx_scenario_login_body(ngx_http_request_t *r)
     rc = ngx_scenario_redis(r, ngx_scenario_login_checked, 7, argv, argvlen);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "redis")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "redis");
     }
 }
 
@@ -341,9 +337,7 @@ ngx_scenario_login_checked(ngx_http_request_t *r, redisReply *reply,
                          ngx_scenario_login_user);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "postgres")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "postgres");
     }
 }
 
@@ -510,9 +504,7 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
                             argvlen);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "redis")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "redis");
     }
 }
 
@@ -670,17 +662,7 @@ ngx_scenario_logout_handler(ngx_http_request_t *r)
 
     rc = ngx_scenario_redis(r, ngx_scenario_logout_done, 4, argv, argvlen);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "redis");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "redis");
 }
 
 
@@ -771,17 +753,7 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
 
     rc = ngx_scenario_redis(r, ngx_scenario_me_cached, 2, argv, argvlen);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "redis");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "redis");
 }
 
 
@@ -812,9 +784,7 @@ ngx_scenario_me_cached(ngx_http_request_t *r, redisReply *reply,
                          ngx_scenario_me_done);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "postgres")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "postgres");
     }
 }
 

@@ -242,17 +242,7 @@ ngx_scenario_chat_handler(ngx_http_request_t *r)
     rc = ngx_scenario_pg(r, ngx_scenario_chat_session_sql, 2, params,
                          ngx_scenario_chat_session);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "postgres");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "postgres");
 }
 
 

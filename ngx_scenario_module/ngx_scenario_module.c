@@ -1024,6 +1024,39 @@ ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
+/*
+ * In a content handler, after starting a Postgres or Redis operation: wait
+ * for it, or answer at once when it could not start.
+ */
+
+ngx_int_t
+ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc, const char *what)
+{
+    if (rc == NGX_DECLINED) {
+        return ngx_scenario_unavailable(r, what);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* In a callback: the next operation could not start, the request ends. */
+
+void
+ngx_scenario_fail(ngx_http_request_t *r, ngx_int_t rc, const char *what)
+{
+    ngx_scenario_finalize(r, rc == NGX_DECLINED
+                             ? ngx_scenario_unavailable(r, what)
+                             : NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
 ngx_int_t
 ngx_scenario_unavailable(ngx_http_request_t *r, const char *what)
 {

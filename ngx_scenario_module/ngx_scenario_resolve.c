@@ -61,8 +61,6 @@ static void ngx_scenario_resolve_answer(ngx_http_request_t *r);
 static void ngx_scenario_resolve_tell(ngx_http_request_t *r,
     ngx_scenario_resolve_t *rs);
 
-static void ngx_scenario_progress_done(ngx_http_request_t *r,
-    PGresult *res, ngx_int_t rc);
 static void ngx_scenario_board_cached(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_board_loaded(ngx_http_request_t *r,
@@ -172,17 +170,7 @@ ngx_scenario_resolve_handler(ngx_http_request_t *r)
     rc = ngx_scenario_pg(r, ngx_scenario_resolve_sql, 2, params,
                          ngx_scenario_resolve_loaded);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "postgres");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "postgres");
 }
 
 
@@ -433,9 +421,7 @@ ngx_scenario_resolve_store(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
     free(doc);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "postgres")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "postgres");
     }
 }
 
@@ -610,7 +596,6 @@ ngx_scenario_resolve_tell(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
 ngx_int_t
 ngx_scenario_progress_handler(ngx_http_request_t *r)
 {
-    ngx_int_t            rc;
     ngx_scenario_ctx_t  *ctx;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -623,49 +608,8 @@ ngx_scenario_progress_handler(ngx_http_request_t *r)
                                    "authentication is required");
     }
 
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_scenario_pg(r, ngx_scenario_progress_sql, 1, &ctx->user_id_text,
-                         ngx_scenario_progress_done);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "postgres");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_scenario_progress_done(ngx_http_request_t *r, PGresult *res,
-    ngx_int_t rc)
-{
-    json_t     *json;
-    ngx_str_t   v;
-
-    if (rc != NGX_OK || !ngx_pg_result_ok(res) || PQntuples(res) != 1) {
-        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
-        return;
-    }
-
-    v = ngx_pg_value(res, 0, 0);
-
-    json = ngx_http_json_own(r->pool,
-                             json_loadb((char *) v.data, v.len, 0, NULL));
-    if (json == NULL) {
-        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, json));
+    return ngx_scenario_query(r, ngx_scenario_progress_sql, 1,
+                              &ctx->user_id_text);
 }
 
 
@@ -738,17 +682,7 @@ ngx_scenario_leaderboard_handler(ngx_http_request_t *r)
 
     rc = ngx_scenario_redis(r, ngx_scenario_board_cached, 7, argv, argvlen);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "redis");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "redis");
 }
 
 

@@ -15,8 +15,6 @@
 static void ngx_scenario_session_create(ngx_http_request_t *r);
 static void ngx_scenario_document_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
-static ngx_int_t ngx_scenario_query(ngx_http_request_t *r, const char *sql,
-    ngx_uint_t nparams, ngx_str_t *params);
 
 
 #define NGX_SCENARIO_TIME(col)                                               \
@@ -181,9 +179,7 @@ ngx_scenario_session_create(ngx_http_request_t *r)
                          ngx_scenario_document_done);
 
     if (rc != NGX_OK) {
-        ngx_scenario_finalize(r, rc == NGX_DECLINED
-                                 ? ngx_scenario_unavailable(r, "postgres")
-                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_scenario_fail(r, rc, "postgres");
     }
 }
 
@@ -216,7 +212,7 @@ ngx_scenario_session_handler(ngx_http_request_t *r)
 
 /* a query whose single value is the JSON document to answer with */
 
-static ngx_int_t
+ngx_int_t
 ngx_scenario_query(ngx_http_request_t *r, const char *sql,
     ngx_uint_t nparams, ngx_str_t *params)
 {
@@ -231,17 +227,7 @@ ngx_scenario_query(ngx_http_request_t *r, const char *sql,
     rc = ngx_scenario_pg(r, sql, nparams, params,
                          ngx_scenario_document_done);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_scenario_unavailable(r, "postgres");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_scenario_wait(r, rc, "postgres");
 }
 
 
