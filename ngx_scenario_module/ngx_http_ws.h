@@ -26,6 +26,8 @@
 #define NGX_HTTP_WS_GOING_AWAY      1001
 #define NGX_HTTP_WS_PROTOCOL_ERROR  1002
 #define NGX_HTTP_WS_UNSUPPORTED     1003
+#define NGX_HTTP_WS_NO_STATUS       1005     /* on_closed: empty CLOSE */
+#define NGX_HTTP_WS_ABNORMAL        1006     /* on_closed: no CLOSE */
 #define NGX_HTTP_WS_INVALID_DATA    1007
 #define NGX_HTTP_WS_POLICY          1008
 #define NGX_HTTP_WS_TOO_BIG         1009
@@ -49,13 +51,15 @@ typedef void (*ngx_http_ws_message_pt)(ngx_http_ws_t *ws, ngx_uint_t opcode,
 typedef void (*ngx_http_ws_closed_pt)(ngx_http_ws_t *ws, ngx_uint_t code);
 
 
+/* Copied by ngx_http_ws_accept(). */
 typedef struct {
     size_t              max_message;     /* beyond: close 1009 */
     size_t              max_output;      /* queued bytes beyond: drop */
     ngx_msec_t          ping_interval;   /* 0: no pings */
-    ngx_msec_t          idle_timeout;    /* nothing received: close 1001 */
+    ngx_msec_t          idle_timeout;    /* nothing received: close 1001;
+                                            0: none */
     ngx_msec_t          close_timeout;   /* wait for the peer's CLOSE */
-    ngx_msec_t          send_timeout;    /* a blocked write: drop */
+    ngx_msec_t          send_timeout;    /* a blocked write: drop; 0: none */
 } ngx_http_ws_conf_t;
 
 
@@ -79,13 +83,20 @@ ngx_http_ws_t *ngx_http_ws_accept(ngx_http_request_t *r,
  * connection is then dropped with 1008 and on_closed follows). */
 ngx_int_t ngx_http_ws_send_text(ngx_http_ws_t *ws, u_char *data, size_t len);
 
-/* Sends CLOSE with code and reason, then waits for the peer's CLOSE. */
+/* Sends CLOSE with code and reason, then waits for the peer's CLOSE.
+ * A code that may not be sent (1005, 1006, unassigned) becomes 1000; the
+ * reason is cut to 123 bytes on a character boundary.  on_closed follows,
+ * from the event loop. */
 void ngx_http_ws_close(ngx_http_ws_t *ws, ngx_uint_t code,
     const char *reason);
 
+/* Finalizes the request soon after, from the event loop.  Called before
+ * on_closed, it closes with 1001 and on_closed never comes. */
 void ngx_http_ws_release(ngx_http_ws_t *ws);
 
 void *ngx_http_ws_data(ngx_http_ws_t *ws);
+
+/* The request, valid (with its pool) until ngx_http_ws_release(). */
 ngx_http_request_t *ngx_http_ws_request(ngx_http_ws_t *ws);
 ngx_uint_t ngx_http_ws_is_open(ngx_http_ws_t *ws);
 
