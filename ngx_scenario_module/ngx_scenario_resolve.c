@@ -58,6 +58,7 @@ static void ngx_scenario_resolve_stored(ngx_http_request_t *r,
 static void ngx_scenario_resolve_totals(ngx_http_request_t *r,
     PGresult *res, ngx_int_t rc);
 static void ngx_scenario_resolve_answer(ngx_http_request_t *r);
+static json_t *ngx_scenario_resolve_shape(json_t *in);
 static void ngx_scenario_resolve_tell(ngx_http_request_t *r,
     ngx_scenario_resolve_t *rs);
 
@@ -546,6 +547,7 @@ ngx_scenario_resolve_totals(ngx_http_request_t *r, PGresult *res,
 static void
 ngx_scenario_resolve_answer(ngx_http_request_t *r)
 {
+    json_t                  *in, *out;
     ngx_scenario_ctx_t      *ctx;
     ngx_scenario_resolve_t  *rs;
 
@@ -555,9 +557,50 @@ ngx_scenario_resolve_answer(ngx_http_request_t *r)
     ngx_scenario_user_forget(r, &ctx->user_id_text);
     ngx_scenario_resolve_tell(r, rs);
 
-    ngx_scenario_finalize(r, ngx_http_json_send_raw(r, NGX_HTTP_OK,
-                                                    rs->result.data,
-                                                    rs->result.len));
+    /* Postgres's jsonb sorts keys its own way: answer in API.md's order */
+
+    in = ngx_http_json_own(r->pool, json_loadb((char *) rs->result.data,
+                                               rs->result.len, 0, NULL));
+    out = in ? ngx_http_json_own(r->pool, ngx_scenario_resolve_shape(in))
+             : NULL;
+
+    if (out == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, out));
+}
+
+
+static json_t *
+ngx_scenario_resolve_shape(json_t *in)
+{
+    json_t  *p, *d, *w;
+
+    p = json_object_get(in, "performance");
+    d = json_object_get(p, "dimensions");
+    w = json_object_get(in, "rewards");
+
+    return json_pack("{s:O,s:{s:O,s:{s:O,s:O,s:O,s:O},s:O,s:O},"
+                     "s:{s:O,s:O,s:O,s:O,s:O}}",
+                     "session_id", json_object_get(in, "session_id"),
+                     "performance",
+                     "overall", json_object_get(p, "overall"),
+                     "dimensions",
+                     "empathy", json_object_get(d, "empathy"),
+                     "clarity", json_object_get(d, "clarity"),
+                     "resolution", json_object_get(d, "resolution"),
+                     "efficiency", json_object_get(d, "efficiency"),
+                     "feedback", json_object_get(p, "feedback"),
+                     "metrics", json_object_get(p, "metrics"),
+                     "rewards",
+                     "xp_awarded", json_object_get(w, "xp_awarded"),
+                     "xp_total", json_object_get(w, "xp_total"),
+                     "level", json_object_get(w, "level"),
+                     "level_up", json_object_get(w, "level_up"),
+                     "achievements_unlocked",
+                     json_object_get(w, "achievements_unlocked"));
 }
 
 
