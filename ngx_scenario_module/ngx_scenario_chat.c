@@ -194,8 +194,9 @@ static const char  ngx_scenario_chat_reply_sql[] =
     "SELECT to_char(chat_add_reply($1, $2, $3) AT TIME ZONE 'UTC', "
     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
+/* a message of the trainee after seq $2 still waits for its reply */
 static const char  ngx_scenario_chat_pending_sql[] =
-    "SELECT role = 'user' FROM messages WHERE session_id = $1 "
+    "SELECT role = 'user' AND seq > $2 FROM messages WHERE session_id = $1 "
     "ORDER BY seq DESC LIMIT 1";
 
 /* the persona's system prompt and the recent turns, in one round trip */
@@ -980,7 +981,7 @@ ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
 
     chat = turn->chat;
 
-    messages = json_pack("[{s:s%}]", "role", "system",
+    messages = json_pack("[{s:s,s:s%}]", "role", "system",
                          "content", (char *) chat->system.data,
                          chat->system.len);
     if (messages == NULL) {
@@ -1062,13 +1063,13 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
 {
     ngx_scenario_turn_t  *turn = data;
 
-    u_char               buf[NGX_INT_T_LEN];
-    ngx_str_t            params[3];
+    u_char                buf[NGX_INT_T_LEN];
+    ngx_msec_t            delay;
+    ngx_str_t             params[3];
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
     turn->call = NULL;
-    chat->refs--;
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, chat->request->connection->log, 0,
@@ -1083,11 +1084,11 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
             turn->retry.data = turn;
             turn->retry.log = chat->request->connection->log;
 
-            ngx_add_timer(&turn->retry,
-                          (ngx_msec_t) ngx_min(ngx_max(retry_after, 1),
-                                               NGX_SCENARIO_CHAT_RETRY_MAX)
-                          * 1000);
-            chat->refs++;
+            delay = (ngx_msec_t) ngx_min(ngx_max(retry_after, 1),
+                                         NGX_SCENARIO_CHAT_RETRY_MAX);
+            ngx_add_timer(&turn->retry, delay * 1000);
+
+            /* the timer holds the chat as the call did */
             return;
         }
 
@@ -1099,7 +1100,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
         return;
     }
 
-    turn->content.data = ngx_pnalloc(turn->pool, content->len);
+    turn->content.data = ngx_pnalloc(turn->pool, content->len + 1);
     if (turn->content.data == NULL) {
         ngx_scenario_turn_end(chat, 0);
         ngx_scenario_chat_unref(chat);
@@ -1136,9 +1137,10 @@ ngx_scenario_turn_retry(ngx_event_t *ev)
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
-    chat->refs--;
 
     ngx_scenario_turn_call(turn);
+
+    /* the timer's hold on the chat ends */
     ngx_scenario_chat_unref(chat);
 }
 
@@ -1151,6 +1153,10 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
         ngx_scenario_chat_error(chat, "unavailable",
@@ -1177,14 +1183,18 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
 
 
 /*
- * The turn is over: the lock goes, and if a message came in meanwhile
- * (here or on another connection) it gets its reply.
+ * The turn is over: the lock goes, and a message that came in meanwhile
+ * (here or on another connection) gets its reply.  After a reply, any
+ * message of the trainee last in line is one; after a failure, only one
+ * newer than the turn, so that a failing message is not tried forever.
  */
 
 static void
-ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t again)
+ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 {
+    u_char                buf[NGX_INT_T_LEN];
     size_t                argvlen[5];
+    ngx_str_t             params[2];
     const char           *argv[5];
     ngx_scenario_turn_t  *turn;
 
@@ -1212,13 +1222,18 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t again)
                                         argv, argvlen);
     }
 
+    params[0] = chat->session_id;
+    params[1].data = buf;
+    params[1].len = ngx_sprintf(buf, "%i", replied ? 0 : turn->seq) - buf;
+
     ngx_destroy_pool(turn->pool);
 
-    if (again && !chat->closed) {
-        (void) ngx_scenario_chat_pg(chat, ngx_scenario_chat_pending_sql, 1,
-                                    &chat->session_id,
-                                    ngx_scenario_turn_pending);
+    if (chat->closed || (!replied && params[1].len == 1 && buf[0] == '0')) {
+        return;
     }
+
+    (void) ngx_scenario_chat_pg(chat, ngx_scenario_chat_pending_sql, 2,
+                                params, ngx_scenario_turn_pending);
 }
 
 

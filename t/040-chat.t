@@ -208,11 +208,17 @@ subtest 'every failure of the model is an upstream_error, and sending again work
                    $sid, $ack->{seq}), 'user', "$mode: the message is kept";
     }
 
-    # sending the last message again (same id) gets it answered
-    say_to($ws, "f-$n", 'What now?');
-    my @ev = read_until($ws, \&is_end, 8);
-    is $ev[0]{type}, 'ack', 'sent again: acknowledged';
-    ok((grep { is_end($_) } @ev), 'and answered this time');
+    # the failed message sent again (same id): acknowledged, tried again
+    say_to($ws, "f-1", 'What now? [[fail:500]]');
+    my @ev = read_until($ws, sub { is_error($_[0]) || is_end($_[0]) }, 8);
+    is_deeply $ev[0], { type => 'ack', client_msg_id => 'f-1', seq => $ev[0]{seq} },
+        'sent again: acknowledged with its seq';
+    ok((grep { $_->{type} eq 'assistant_start' } @ev), 'and tried again');
+
+    # and the conversation goes on
+    say_to($ws, 'after', 'What now?');
+    @ev = read_until($ws, \&is_end, 8);
+    ok((grep { is_end($_) } @ev), 'the next message is answered');
 
     my $t0 = time;
     say_to($ws, 'rate', 'Hello? [[fail:429]]');
@@ -242,18 +248,28 @@ subtest 'a dropped connection misses nothing' => sub {
     my $c = connect_chat($sid);
     my @ev = read_until($c, sub { $_[0]{type} eq 'ready' });
     my $last = $ev[0]{last_seq};
-    say_to($c, 'drop-1', 'Please wait while I check [[delay:150]]');
-    read_until($c, sub { $_[0]{type} eq 'assistant_delta' }, 5);
+    say_to($c, 'drop-1', 'Please wait while I check [[delay:100]]');
+    @ev = read_until($c, sub { $_[0]{type} eq 'assistant_delta' }, 5);
+    ok((grep { $_->{type} eq 'assistant_delta' } @ev), 'the reply was streaming');
     $c->disconnect;    # gone mid-reply
 
-    sleep 3;
+    my $stored;
+    my $deadline = time + 15;
+    until ($stored || time > $deadline) {
+        $stored = pg_exec(q{SELECT content FROM messages WHERE session_id = :'v1'
+                            AND seq > :'v2' AND role = 'assistant'}, $sid, $last);
+        sleep 0.2 unless $stored;
+    }
+    ok $stored, 'the reply was finished and stored after the client left';
+
     $c = connect_chat($sid);
-    @ev = read_until($c, sub { $_[0]{type} eq 'ready' });
-    cmp_ok $ev[0]{last_seq}, '>=', $last + 2, 'the reply was finished and stored';
+    read_until($c, sub { $_[0]{type} eq 'ready' });
     $c->send_text(json_encode({ type => 'resume', after_seq => $last }));
-    @ev = read_until($c, sub { $_[0]{type} eq 'message' && $_[0]{role} eq 'assistant' }, 3);
-    is $ev[0]{content}, 'Please wait while I check [[delay:150]]', 'resume: the message';
-    is $ev[-1]{role}, 'assistant', 'and the reply';
+    @ev = grep { $_->{type} eq 'message' }
+          read_until($c, sub { $_[0]{type} eq 'message' && $_[0]{role} eq 'assistant' }, 5);
+    is $ev[0]{content}, 'Please wait while I check [[delay:100]]', 'resume: the message';
+    is $ev[1]{role}, 'assistant', 'and the reply';
+    is $ev[1]{content}, $stored, 'as stored';
     $c->close(1000);
 };
 
