@@ -88,7 +88,7 @@ my ($first, $polite_score);
 subtest 'resolve answers the assessment and the rewards' => sub {
     my $sid = session_with($uid, @polite);
     my $res = resolve($sid);
-    is $res->{status}, 200, '200';
+    is $res->{status}, 200, 'answered 200';
     my $a = json_decode($res->{body});
     $first = $res->{body};
     is $a->{session_id}, $sid, 'for this session';
@@ -118,7 +118,7 @@ subtest 'a polite, effective conversation scores clearly above a rude one' => su
         VALUES ('rude-' || :'v1' || '@example.com', 'x', 'Rude') RETURNING id}, $tag);
     my $sid = session_with($other, @rude);
     my $res = resolve($sid, { Authorization => 'Bearer ' . make_token($other) });
-    is $res->{status}, 200, '200';
+    is $res->{status}, 200, 'answered 200';
     my $rude = json_decode($res->{body})->{performance}{overall};
     cmp_ok $polite_score - $rude, '>=', 25, "polite $polite_score vs rude $rude";
 };
@@ -175,7 +175,7 @@ subtest 'errors' => sub {
 
 subtest 'progress follows the ledger' => sub {
     my $res = http('GET', '/me/progress', $auth);
-    is $res->{status}, 200, '200';
+    is $res->{status}, 200, 'answered 200';
     my $p = json_decode($res->{body});
     is $p->{xp}, pg_exec(q{SELECT coalesce(sum(amount), 0) FROM xp_ledger WHERE user_id = :'v1'}, $uid),
         'xp is the ledger';
@@ -190,7 +190,7 @@ subtest 'progress follows the ledger' => sub {
 
 subtest 'the leaderboard, from Redis, rebuilt from Postgres' => sub {
     my $res = http('GET', '/leaderboard?period=all', $auth);
-    is $res->{status}, 200, '200';
+    is $res->{status}, 200, 'answered 200';
     my $board = json_decode($res->{body});
     my ($me) = grep { $_->{user}{id} == $uid } @$board;
     ok $me, 'the resolver is on it';
