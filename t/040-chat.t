@@ -284,6 +284,48 @@ subtest 'resolved elsewhere: the server says so and closes with 1000' => sub {
     is $ev[-1]{code}, 1000, 'with 1000';
 };
 
+subtest 'two nginx instances on one Redis and Postgres share a session' => sub {
+    # a second nginx: the same configuration on the next port
+    my $root = nginx_servroot();
+    my $root2 = "$root-2";
+    my $port2 = nginx_port() + 1;
+    system('rm', '-rf', $root2);
+    system('cp', '-r', $root, $root2) == 0 or die "cp: $!";
+    unlink "$root2/logs/nginx.pid";
+    my $conf = do { local (@ARGV, $/) = "$root2/conf/nginx.conf"; <> };
+    $conf =~ s/\Q$root\E/$root2/g;
+    $conf =~ s/listen 127\.0\.0\.1:\d+/listen 127.0.0.1:$port2/;
+    open my $fh, '>', "$root2/conf/nginx.conf" or die $!;
+    print {$fh} $conf;
+    close $fh;
+    system($ENV{TEST_NGINX_BINARY} || 'nginx', '-p', "$root2/", '-c',
+           "$root2/conf/nginx.conf") == 0 or die "second nginx did not start";
+    sleep 0.5;
+
+    my $s3 = new_session();
+    my $a = connect_chat($s3);
+    my @ev = read_until($a, \&is_end, 8);       # the opening, on instance 1
+    my $b = ws_connect("/sessions/$s3/chat", { Authorization => "Bearer $token" },
+                       { timeout => 5, port => $port2 });
+    ok $b->handshake_ok, 'connected to the second instance';
+    read_until($b, sub { $_[0]{type} eq 'ready' });
+
+    say_to($b, 'inst-1', 'I will refund you today, I promise.');
+    my ($eb, $db) = reply_of(read_until($b, \&is_end, 8));
+    my ($ea, $da) = reply_of(read_until($a, \&is_end, 8));
+    ok $ea && $eb, 'both instances stream the reply';
+    is $da, $db, 'the same deltas';
+    is $ea->{content}, $eb->{content}, 'the same reply';
+    is pg_exec(q{SELECT count(*) FROM messages WHERE session_id = :'v1'
+                 AND role = 'assistant'}, $s3), 2, 'generated once';
+    $a->close(1000); $b->close(1000);
+
+    my $pid = do { local (@ARGV, $/) = "$root2/logs/nginx.pid"; <> };
+    chomp $pid;
+    kill 'QUIT', $pid if $pid;
+    sleep 0.5;
+};
+
 # protocol violations close with the RFC's codes
 sub close_code_after {
     my ($bytes) = @_;
