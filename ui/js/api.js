@@ -1,0 +1,66 @@
+// The platform's HTTP API (API.md): JSON in and out, the session cookie,
+// errors as ApiError carrying the API's {"error":{"code","message"}} shape.
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
+
+export async function api(method, path, body, { auth = true } = {}) {
+  const init = {
+    method,
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json' },
+  };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection and try again.');
+  }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (res.ok) return data;
+  const retry = parseInt(res.headers.get('Retry-After') || '', 10);
+  const err = new ApiError(
+    res.status,
+    data?.error?.code || `http_${res.status}`,
+    data?.error?.message || `The server answered ${res.status} ${res.statusText}.`,
+    Number.isFinite(retry) ? retry : undefined,
+  );
+  if (res.status === 401 && auth) onUnauthorized(err);
+  throw err;
+}
+
+// A sentence a person can act on, for an ApiError.
+export function explain(err) {
+  if (!(err instanceof ApiError)) return String(err?.message || err);
+  const wait = err.retryAfter !== undefined ? formatWait(err.retryAfter) : null;
+  switch (err.code) {
+    case 'invalid_credentials': return 'That email and password do not match an account.';
+    case 'rate_limited':
+      return `Too many attempts. Please wait${wait ? ` ${wait}` : ' a moment'} before trying again.`;
+    case 'email_taken': return 'An account with this email already exists. Sign in instead?';
+    case 'weak_password': return `That password is too weak: ${err.message}.`;
+    case 'unavailable':
+      return `The service is briefly unavailable${wait ? `; try again in ${wait}` : ''}.`;
+    default: return err.message.charAt(0).toUpperCase() + err.message.slice(1);
+  }
+}
+
+export function formatWait(secs) {
+  if (secs < 60) return `${secs} second${secs === 1 ? '' : 's'}`;
+  const m = Math.ceil(secs / 60);
+  return `${m} minute${m === 1 ? '' : 's'}`;
+}
