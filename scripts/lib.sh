@@ -16,10 +16,13 @@ packages=(
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     liblist-moreutils-perl libipc-run3-perl libprotocol-websocket-perl
     libwww-perl libcrypt-argon2-perl
+    chromium
 )
 
 install_packages() {
     local missing=() p
+    # node and npm run the browser tests; on a fresh Debian 12 they come from apt
+    command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
             | grep -q 'install ok installed' || missing+=("$p")

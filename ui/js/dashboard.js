@@ -90,7 +90,7 @@ export async function renderDashboard() {
       h('div.stat', h('span.stat-num', `${scenarios.filter((s) => s.completed).length}/${scenarios.length}`), h('span.stat-label', 'scenarios done'))),
     h('h3.sub', 'Achievements'),
     progress.achievements.length
-      ? h('ul.chips', progress.achievements.map((a) => h('li.chip', { title: a.unlocked_at ? `Unlocked ${fmtDate(a.unlocked_at)}` : '' }, '🏅 ', a.title)))
+      ? h('ul.chips', progress.achievements.map((a) => h('li.chip', { title: a.unlocked_at ? `Unlocked ${fmtDate(a.unlocked_at)}` : '' }, h('span.star', { 'aria-hidden': 'true' }, '★'), ' ', a.title)))
       : h('p.muted.small', 'Resolve your first conversation to unlock achievements.'));
 
   // leaderboard with week / all time tabs

@@ -272,13 +272,13 @@ export async function renderSummary({ params }) {
     rewards
       ? h('p.xp-gain', { id: 'xp-gained' }, `+${rewards.xp_awarded} XP`)
       : h('p.muted', 'Rewards were awarded when this session was resolved.'),
-    rewards?.level_up ? h('p.level-up', { role: 'status' }, `🎉 Level up! You reached level ${rewards.level}.`) : null,
+    rewards?.level_up ? h('p.level-up', { role: 'status' }, `★ Level up! You reached level ${rewards.level}.`) : null,
     h('div.level-line', h('strong', `Level ${progress.level}`), h('span.muted.small', `${progress.level_xp} / ${progress.next_level_xp} XP`)),
     bar,
     h('p.small.muted', `${progress.xp} XP in total`),
     rewards?.achievements_unlocked?.length
       ? [h('h3.sub', 'Achievements unlocked'),
-        h('ul.chips', { id: 'achievements-unlocked' }, rewards.achievements_unlocked.map((a) => h('li.chip.new', '🏅 ', a.title)))]
+        h('ul.chips', { id: 'achievements-unlocked' }, rewards.achievements_unlocked.map((a) => h('li.chip.new', h('span.star', { 'aria-hidden': 'true' }, '★'), ' ', a.title)))]
       : null);
 
   const el = h('div.page.summary-page',
