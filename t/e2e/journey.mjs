@@ -202,6 +202,25 @@ try {
   await page.locator('#overall').waitFor();
   await shot('session');
 
+  // --- a model failure: shown inline, sent again with the same client_msg_id
+  step('upstream error and send again');
+  await page.getByRole('link', { name: '← Dashboard' }).click();
+  await page.locator('body[data-page="dashboard"]').waitFor();
+  await page.locator('li.scenario[data-slug="first-time-user-setup"]').getByRole('button').click();
+  await page.locator('#conn-status[data-state="connected"]').waitFor();
+  await assistantDone(1);
+  await input.fill('Hello Harold, let us fix the camera together. [[fail:500]]');
+  await input.press('Enter');
+  const again = page.locator('#chat-log li.msg-user').getByRole('button', { name: 'Send again' });
+  await again.waitFor();
+  assert.match(await page.locator('.msg-error').textContent(), /Not answered/);
+  await shot('chat-error');
+  await again.click();
+  await again.waitFor();   // the stand-in fails on this content again
+  st = await chatState();
+  assert.equal(st.dom.filter((m) => m.role === 'user').length, 1, 'sending again does not duplicate the message');
+  assert.ok(st.dom.every((m) => m.seq !== null), 'the failed message was stored once, with its seq');
+
   // --- narrow screen
   await page.setViewportSize({ width: 360, height: 740 });
   await page.goto(`${base}/#/`);
