@@ -2579,6 +2579,26 @@ write_pid(pid_t pid)
 }
 
 
+/* Removes the pid file only while it still names this process. */
+static void
+remove_pid(void)
+{
+    FILE  *f;
+    long   pid = 0;
+
+    if (opt_pid == NULL || (f = fopen(opt_pid, "r")) == NULL) {
+        return;
+    }
+    if (fscanf(f, "%ld", &pid) != 1) {
+        pid = 0;
+    }
+    fclose(f);
+    if (pid == (long) getpid()) {
+        unlink(opt_pid);
+    }
+}
+
+
 static FILE *
 open_log(void)
 {
@@ -2732,7 +2752,12 @@ main(int argc, char **argv)
         return 1;
     }
     setsockopt(g_lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(g_lfd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+    /* a stub just told to stop may still hold the port: wait up to 2 s */
+    for (i = 0; bind(g_lfd, (struct sockaddr *) &sa, sizeof(sa)) < 0; i++) {
+        if (errno == EADDRINUSE && i < 40) {
+            usleep(50000);
+            continue;
+        }
         fprintf(stderr, "openai-stub: cannot listen on %s: %s\n", opt_listen,
                 strerror(errno));
         return 1;
@@ -2873,7 +2898,7 @@ main(int argc, char **argv)
     }
     close(g_lfd);
     if (g_pid_written) {
-        unlink(opt_pid);
+        remove_pid();
     }
     log_line("stopped");
     fflush(g_log);
