@@ -94,22 +94,13 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
 ngx_int_t
 ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 {
-    size_t   len;
-    u_char  *p;
+    ngx_str_t  doc;
 
-    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
-    if (len == 0) {
+    if (ngx_http_json_dump(r->pool, json, &doc) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = json_dumpb(json, (char *) p, len, JSON_COMPACT);
-
-    return ngx_http_json_out(r, status, p, len);
+    return ngx_http_json_out(r, status, doc.data, doc.len);
 }
 
 
@@ -261,6 +252,27 @@ ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds)
     v.len = ngx_sprintf(v.data, "%T", seconds < 1 ? 1 : seconds) - v.data;
 
     return ngx_http_json_add_header(r, "Retry-After", &v);
+}
+
+
+ngx_int_t
+ngx_http_json_dump(ngx_pool_t *pool, json_t *json, ngx_str_t *out)
+{
+    size_t  len;
+
+    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = json_dumpb(json, (char *) out->data, len, JSON_COMPACT);
+
+    return NGX_OK;
 }
 
 

@@ -47,6 +47,9 @@ ngx_int_t ngx_http_json_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds);
 
+/* Serializes json compactly into memory of pool. */
+ngx_int_t ngx_http_json_dump(ngx_pool_t *pool, json_t *json, ngx_str_t *out);
+
 /* Ties a json_t to a pool: it is released when the pool is. */
 json_t *ngx_http_json_own(ngx_pool_t *pool, json_t *json);
 

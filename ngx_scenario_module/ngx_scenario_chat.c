@@ -974,8 +974,8 @@ ngx_scenario_turn_reserved(ngx_scenario_chat_t *chat, PGresult *res,
 static void
 ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
 {
-    char                 *doc;
     json_t               *req, *messages;
+    ngx_int_t             rc;
     ngx_str_t             body;
     ngx_scenario_chat_t  *chat;
 
@@ -1001,23 +1001,10 @@ ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
         goto failed;
     }
 
-    doc = json_dumps(req, JSON_COMPACT);
+    rc = ngx_http_json_dump(turn->pool, req, &body);
     json_decref(req);
 
-    if (doc == NULL) {
-        goto failed;
-    }
-
-    body.len = ngx_strlen(doc);
-    body.data = ngx_pnalloc(turn->pool, body.len);
-
-    if (body.data) {
-        ngx_memcpy(body.data, doc, body.len);
-    }
-
-    free(doc);
-
-    if (body.data == NULL) {
+    if (rc != NGX_OK) {
         goto failed;
     }
 

@@ -304,8 +304,8 @@ ngx_scenario_resolve_transcript(ngx_http_request_t *r,
 static void
 ngx_scenario_resolve_judge(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
 {
-    char                     *doc;
     json_t                   *req;
+    ngx_int_t                 rc;
     ngx_str_t                 body;
     ngx_scenario_loc_conf_t  *slcf;
 
@@ -321,23 +321,10 @@ ngx_scenario_resolve_judge(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
     /* the model client reads a stream */
     json_object_set_new(req, "stream", json_true());
 
-    doc = json_dumps(req, JSON_COMPACT);
+    rc = ngx_http_json_dump(r->pool, req, &body);
     json_decref(req);
 
-    if (doc == NULL) {
-        goto rules_only;
-    }
-
-    body.len = ngx_strlen(doc);
-    body.data = ngx_pnalloc(r->pool, body.len);
-
-    if (body.data) {
-        ngx_memcpy(body.data, doc, body.len);
-    }
-
-    free(doc);
-
-    if (body.data == NULL) {
+    if (rc != NGX_OK) {
         goto rules_only;
     }
 
@@ -398,28 +385,22 @@ ngx_scenario_resolve_judged(void *data, ngx_int_t rc, ngx_uint_t status,
 static void
 ngx_scenario_resolve_store(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
 {
-    char                *doc;
     ngx_int_t            rc;
     ngx_str_t            params[3];
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
 
-    doc = json_dumps(rs->assessment, JSON_COMPACT);
-    if (doc == NULL) {
+    if (ngx_http_json_dump(r->pool, rs->assessment, &params[2]) != NGX_OK) {
         ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     params[0] = rs->session_id;
     params[1] = ctx->user_id_text;
-    params[2].data = (u_char *) doc;
-    params[2].len = ngx_strlen(doc);
 
-    /* the pool copies the parameters */
     rc = ngx_scenario_pg(r, ngx_scenario_game_resolve_sql, 3, params,
                          ngx_scenario_resolve_stored);
-    free(doc);
 
     if (rc != NGX_OK) {
         ngx_scenario_fail(r, rc, "postgres");
