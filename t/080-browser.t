@@ -72,7 +72,7 @@ note($out) if $rc == 0;
 for my $name (qw(login dashboard chat summary dashboard-after session)) {
     ok(-s "$shots/$name.png", "screenshot $name.png");
 }
-ok(-s "$repo/docs/screenshots/$_.png", "docs/screenshots/$_.png") for qw(chat summary);
+ok(-s "$repo/t/e2e/screenshots/$_.png", "t/e2e/screenshots/$_.png") for qw(chat summary);
 
 stop_nginx();
 done_testing();

@@ -3,7 +3,8 @@
 // sign up, log in, dashboard, a streamed persona reply, a message and its
 // reply, a dropped connection recovered by resume without duplicates,
 // resolve, summary, XP on the dashboard, log out.  Screenshots go to
-// t/e2e/screenshots/; chat and summary are copied to docs/screenshots/.
+// t/e2e/screenshots/; with E2E_UPDATE_DOCS=1, chat and summary are also
+// copied to docs/screenshots/ (the README's pictures).
 import assert from 'node:assert/strict';
 import { mkdirSync, copyFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -240,8 +241,10 @@ try {
   await page.locator('body[data-page="login"]').waitFor();
 
   assert.deepEqual(consoleErrors.filter((e) => !/WebSocket|Failed to load resource/.test(e)), [], 'no script errors');
-  copyFileSync(join(shots, 'chat.png'), join(docs, 'chat.png'));
-  copyFileSync(join(shots, 'summary.png'), join(docs, 'summary.png'));
+  if (process.env.E2E_UPDATE_DOCS === '1') {
+    copyFileSync(join(shots, 'chat.png'), join(docs, 'chat.png'));
+    copyFileSync(join(shots, 'summary.png'), join(docs, 'summary.png'));
+  }
   step('ok');
 } catch (e) {
   failed = true;
