@@ -860,6 +860,9 @@ ngx_redis_command_on(ngx_redis_pool_t *pool, ngx_redis_conn_t *pc,
     op->handler = handler;
     op->data = data;
 
+    /* nobody waits for the reply of a command sent without a handler */
+    op->cancelled = (handler == NULL);
+
     op->timer.handler = ngx_redis_op_timeout;
     op->timer.data = op;
     op->timer.log = &pc->log;

@@ -87,7 +87,8 @@ ngx_int_t ngx_redis_pool_init_process(ngx_redis_pool_t *pool,
 void ngx_redis_pool_exit_process(ngx_redis_pool_t *pool);
 
 /*
- * Sends one command (argv form, binary safe).  Returns NULL when no
+ * Sends one command (argv form, binary safe); with a NULL handler, nobody
+ * waits for its reply.  Returns NULL when no
  * connection is up or every connection has max_pending commands in
  * flight: the caller should answer 503.  A worker's connections count as
  * up while they make their first connect (the command waits for it); after

@@ -147,8 +147,6 @@ static ngx_int_t ngx_scenario_chat_redis(ngx_scenario_chat_t *chat,
     const size_t *argvlen);
 static void ngx_scenario_chat_redis_done(void *data, redisReply *reply,
     ngx_int_t rc);
-static void ngx_scenario_chat_ignore(void *data, redisReply *reply,
-    ngx_int_t rc);
 static void ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     ngx_uint_t broadcast);
 static void ngx_scenario_chat_send(ngx_scenario_chat_t *chat, u_char *data,
@@ -1205,7 +1203,7 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
         argvlen[4] = turn->token.len;
 
         (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                        ngx_scenario_chat_ignore, NULL, 5,
+                                        NULL, NULL, 5,
                                         argv, argvlen);
     }
 
@@ -1398,11 +1396,6 @@ ngx_scenario_chat_redis_done(void *data, redisReply *reply, ngx_int_t rc)
 }
 
 
-static void
-ngx_scenario_chat_ignore(void *data, redisReply *reply, ngx_int_t rc)
-{
-}
-
 
 /*
  * An event for the session: to this connection, and when broadcast, to
@@ -1468,7 +1461,7 @@ ngx_scenario_chat_publish(ngx_scenario_chat_t *chat, u_char *data,
     argvlen[2] = len;
 
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    ngx_scenario_chat_ignore, NULL, 3, argv,
+                                    NULL, NULL, 3, argv,
                                     argvlen);
 }
 
@@ -1563,7 +1556,7 @@ ngx_scenario_chat_remember(ngx_scenario_chat_t *chat, const char *role,
     argvlen[7] = chat->system.len;
 
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    ngx_scenario_chat_ignore, NULL, 8, argv,
+                                    NULL, NULL, 8, argv,
                                     argvlen);
     free(doc);
 }
@@ -1581,6 +1574,6 @@ ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat)
     argvlen[1] = chat->context_key.len;
 
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    ngx_scenario_chat_ignore, NULL, 2, argv,
+                                    NULL, NULL, 2, argv,
                                     argvlen);
 }

@@ -1095,11 +1095,6 @@ ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
  * path needs no Postgres.  Nothing waits for these commands.
  */
 
-static void
-ngx_scenario_ignore(void *data, redisReply *reply, ngx_int_t rc)
-{
-}
-
 
 void
 ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user,
@@ -1133,7 +1128,7 @@ ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user,
     argv[4] = NGX_SCENARIO_USER_TTL;
     argvlen[4] = sizeof(NGX_SCENARIO_USER_TTL) - 1;
 
-    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 5,
+    (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 5,
                              argv, argvlen);
 
     value.data = (u_char *) doc;
@@ -1179,7 +1174,7 @@ ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
     argv[3] = (char *) key;
     argvlen[3] = ngx_sprintf(key, "user:%V", id) - key;
 
-    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_ignore, NULL, 4,
+    (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 4,
                              argv, argvlen);
 }
 

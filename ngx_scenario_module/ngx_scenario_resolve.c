@@ -69,8 +69,6 @@ static void ngx_scenario_board_loaded(ngx_http_request_t *r,
 static void ngx_scenario_board_rebuilt(ngx_http_request_t *r,
     PGresult *res, ngx_int_t rc);
 static u_char *ngx_scenario_board_key(ngx_pool_t *pool, ngx_uint_t week);
-static void ngx_scenario_redis_ignore(void *data, redisReply *reply,
-    ngx_int_t rc);
 
 
 static const char  ngx_scenario_resolve_sql[] =
@@ -513,9 +511,8 @@ ngx_scenario_resolve_totals(ngx_http_request_t *r, PGresult *res,
             argv[9] = doc;
             argvlen[9] = ngx_strlen(doc);
 
-            (void) ngx_redis_command(smcf->redis_pool,
-                                     ngx_scenario_redis_ignore, NULL, 10,
-                                     argv, argvlen);
+            (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 10, argv,
+                                     argvlen);
         }
 
         free(doc);
@@ -609,7 +606,7 @@ ngx_scenario_resolve_tell(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
     argv[2] = "resolve {\"type\":\"resolved\"}";
     argvlen[2] = ngx_strlen(argv[2]);
 
-    (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_redis_ignore,
+    (void) ngx_redis_command(smcf->redis_pool, NULL,
                              NULL, 3, argv, argvlen);
 }
 
@@ -893,9 +890,8 @@ ngx_scenario_board_rebuilt(ngx_http_request_t *r, PGresult *res,
             argv[7] = doc;
             argvlen[7] = ngx_strlen(doc);
 
-            (void) ngx_redis_command(smcf->redis_pool,
-                                     ngx_scenario_redis_ignore, NULL, 8,
-                                     argv, argvlen);
+            (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 8, argv,
+                                     argvlen);
 
             free(doc);
         }
@@ -912,7 +908,7 @@ ngx_scenario_board_rebuilt(ngx_http_request_t *r, PGresult *res,
         argv[4] = "1209600";
         argvlen[4] = 7;
 
-        (void) ngx_redis_command(smcf->redis_pool, ngx_scenario_redis_ignore,
+        (void) ngx_redis_command(smcf->redis_pool, NULL,
                                  NULL, 5, argv, argvlen);
     }
 
@@ -947,8 +943,3 @@ ngx_scenario_board_key(ngx_pool_t *pool, ngx_uint_t week)
     return p;
 }
 
-
-static void
-ngx_scenario_redis_ignore(void *data, redisReply *reply, ngx_int_t rc)
-{
-}
