@@ -57,6 +57,15 @@ typedef enum {
     NGX_SCENARIO_M_ERR_5XX,
     NGX_SCENARIO_M_UNAVAILABLE,
     NGX_SCENARIO_M_ACTIVE_CHATS,
+    NGX_SCENARIO_M_MODEL_OK,
+    NGX_SCENARIO_M_MODEL_ERROR,
+    NGX_SCENARIO_M_MODEL_LE_05,          /* latency histogram buckets */
+    NGX_SCENARIO_M_MODEL_LE_1,
+    NGX_SCENARIO_M_MODEL_LE_2,
+    NGX_SCENARIO_M_MODEL_LE_5,
+    NGX_SCENARIO_M_MODEL_LE_10,
+    NGX_SCENARIO_M_MODEL_LE_30,
+    NGX_SCENARIO_M_MODEL_MS,             /* sum of latencies, ms */
     NGX_SCENARIO_M_LAST
 } ngx_scenario_metric_e;
 
@@ -203,6 +212,8 @@ ngx_int_t ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc,
 void ngx_scenario_fail(ngx_http_request_t *r, ngx_int_t rc, const char *what);
 void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n);
+void ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_msec_t started);
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
     json_t *user, ngx_scenario_stamp_t *stamp);
 void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);

@@ -82,6 +82,7 @@ struct ngx_scenario_turn_s {
     ngx_model_call_t            *call;
     ngx_event_t                  retry;
     ngx_uint_t                   retries;
+    ngx_msec_t                   started;
     unsigned                     locked:1;
 };
 
@@ -1006,6 +1007,7 @@ ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
         goto failed;
     }
 
+    turn->started = ngx_current_msec;
     turn->call = ngx_model_call(chat->request, &chat->slcf->model, &body,
                                 ngx_scenario_turn_delta,
                                 ngx_scenario_turn_model_done, turn);
@@ -1055,6 +1057,8 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
 
     chat = turn->chat;
     turn->call = NULL;
+
+    ngx_scenario_model_observe(chat->request, rc, turn->started);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, chat->request->connection->log, 0,

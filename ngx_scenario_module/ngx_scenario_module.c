@@ -1090,6 +1090,31 @@ ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
 }
 
 
+/* a model call ended: its outcome and latency for /metrics */
+
+void
+ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_msec_t started)
+{
+    ngx_uint_t  i;
+    ngx_msec_t  ms;
+
+    static ngx_msec_t  bounds[] = { 500, 1000, 2000, 5000, 10000, 30000 };
+
+    ms = ngx_current_msec - started;
+
+    ngx_scenario_count(r, rc == NGX_OK ? NGX_SCENARIO_M_MODEL_OK
+                                       : NGX_SCENARIO_M_MODEL_ERROR, 1);
+    ngx_scenario_count(r, NGX_SCENARIO_M_MODEL_MS, ms);
+
+    for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        if (ms <= bounds[i]) {
+            ngx_scenario_count(r, NGX_SCENARIO_M_MODEL_LE_05 + i, 1);
+        }
+    }
+}
+
+
 /*
  * The profile that /auth/me answers with, kept in Redis so that the hot
  * path needs no Postgres.  Nothing waits for these commands.

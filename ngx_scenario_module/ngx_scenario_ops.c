@@ -58,7 +58,20 @@ static const char  *ngx_scenario_metric_lines[] = {
     "scenario_unavailable_total %uA\n",
     "# HELP scenario_active_chats Open chat connections.\n"
     "# TYPE scenario_active_chats gauge\n"
-    "scenario_active_chats %uA\n"
+    "scenario_active_chats %uA\n",
+    "# HELP scenario_model_calls_total Calls of the model upstream.\n"
+    "# TYPE scenario_model_calls_total counter\n"
+    "scenario_model_calls_total{result=\"ok\"} %uA\n",
+    "scenario_model_calls_total{result=\"error\"} %uA\n",
+    "# HELP scenario_model_latency_seconds Time of a whole model call.\n"
+    "# TYPE scenario_model_latency_seconds histogram\n"
+    "scenario_model_latency_seconds_bucket{le=\"0.5\"} %uA\n",
+    "scenario_model_latency_seconds_bucket{le=\"1\"} %uA\n",
+    "scenario_model_latency_seconds_bucket{le=\"2\"} %uA\n",
+    "scenario_model_latency_seconds_bucket{le=\"5\"} %uA\n",
+    "scenario_model_latency_seconds_bucket{le=\"10\"} %uA\n",
+    "scenario_model_latency_seconds_bucket{le=\"30\"} %uA\n",
+    NULL                                 /* the sum, written below */
 };
 
 
@@ -184,7 +197,7 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
     ngx_buf_t                 *b;
     ngx_uint_t                 i, w;
     ngx_chain_t                out;
-    ngx_atomic_uint_t          sum;
+    ngx_atomic_uint_t          sum[NGX_SCENARIO_M_LAST];
     ngx_pg_pool_stats_t        pg;
     ngx_redis_pool_stats_t     rd;
     ngx_scenario_main_conf_t  *smcf;
@@ -213,13 +226,26 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
     }
 
     for (i = 0; i < NGX_SCENARIO_M_LAST; i++) {
-        sum = 0;
+        sum[i] = 0;
         for (w = 0; w < NGX_SCENARIO_M_SLOTS; w++) {
-            sum += smcf->metrics->w[w].v[i];
+            sum[i] += smcf->metrics->w[w].v[i];
         }
 
-        b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i], sum);
+        if (ngx_scenario_metric_lines[i]) {
+            b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i],
+                                  sum[i]);
+        }
     }
+
+    /* +Inf is every call; the sum is kept in milliseconds */
+    b->last = ngx_sprintf(b->last,
+        "scenario_model_latency_seconds_bucket{le=\"+Inf\"} %uA\n"
+        "scenario_model_latency_seconds_sum %uA.%03uA\n"
+        "scenario_model_latency_seconds_count %uA\n",
+        sum[NGX_SCENARIO_M_MODEL_OK] + sum[NGX_SCENARIO_M_MODEL_ERROR],
+        sum[NGX_SCENARIO_M_MODEL_MS] / 1000,
+        sum[NGX_SCENARIO_M_MODEL_MS] % 1000,
+        sum[NGX_SCENARIO_M_MODEL_OK] + sum[NGX_SCENARIO_M_MODEL_ERROR]);
 
     b->last = ngx_sprintf(b->last,
         "# HELP scenario_pool_connections Pool connections of the worker "

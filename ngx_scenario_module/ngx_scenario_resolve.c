@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                        session_id;
     ngx_str_t                        result;
     ngx_model_call_t                *call;
+    ngx_msec_t                       started;
     ngx_uint_t                       week;     /* leaderboard period */
 } ngx_scenario_resolve_t;
 
@@ -326,6 +327,7 @@ ngx_scenario_resolve_judge(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
         goto rules_only;
     }
 
+    rs->started = ngx_current_msec;
     rs->call = ngx_model_call(r, &slcf->model, &body,
                               ngx_scenario_resolve_delta,
                               ngx_scenario_resolve_judged, r);
@@ -363,6 +365,8 @@ ngx_scenario_resolve_judged(void *data, ngx_int_t rc, ngx_uint_t status,
     ctx = ngx_scenario_ctx(r);
     rs = ctx->resolve;
     rs->call = NULL;
+
+    ngx_scenario_model_observe(r, rc, rs->started);
 
     if (rc == NGX_OK) {
         (void) ngx_scenario_assess_blend(rs->assessment, content);

@@ -227,6 +227,20 @@ subtest 'every failure of the model is an upstream_error, and sending again work
     cmp_ok time - $t0, '>=', 3.5, 'Retry-After was honoured before giving up';
 };
 
+subtest 'metrics count the model calls and their latency' => sub {
+    my $m = http('GET', '/metrics')->{body};
+    my ($ok) = $m =~ /^scenario_model_calls_total\{result="ok"\} (\d+)$/m;
+    my ($err) = $m =~ /^scenario_model_calls_total\{result="error"\} (\d+)$/m;
+    cmp_ok $ok // 0, '>=', 3, 'successful calls';
+    cmp_ok $err // 0, '>=', 8, 'failed calls';
+    my ($inf) = $m =~ /^scenario_model_latency_seconds_bucket\{le="\+Inf"\} (\d+)$/m;
+    my ($count) = $m =~ /^scenario_model_latency_seconds_count (\d+)$/m;
+    is $inf, $ok + $err, '+Inf counts every call';
+    is $count, $inf, 'and so does _count';
+    like $m, qr/^scenario_model_latency_seconds_sum \d+\.\d{3}$/m, 'a sum in seconds';
+    like $m, qr/^scenario_active_chats [1-9]/m, 'the open chat is counted';
+};
+
 subtest 'two connections on one session see the same reply, generated once' => sub {
     my $a = connect_chat($sid);
     my $b = connect_chat($sid);
