@@ -9,36 +9,10 @@ use lib 't/lib';
 use Test::More;
 use Time::HiRes qw(sleep time);
 use Test::Scenario::Util qw(:all);
+use Test::Scenario::Platform;
 
-my $repo = $ENV{TEST_NGINX_REPO} or die "run me through scripts/test\n";
-my $stub = $ENV{TEST_NGINX_STUB_PORT} or die "no stand-in model server\n";
 
-my %conf = (
-    main_config => "thread_pool scenario_hash threads=2 max_queue=64;\n"
-                 . "env SCENARIO_STUB_KEY=test-key;",
-    http_config => <<"_EOC_",
-    scenario_postgres "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=scenario user=postgres";
-    scenario_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
-    scenario_model_api_key_env SCENARIO_STUB_KEY;
-    scenario_model stand-in;
-    scenario_model_timeout 3s;
-    scenario_chat_max_message 8k;
-_EOC_
-    config => <<"_EOC_",
-    include $repo/conf/scenario-api.conf;
-    location = /_model {
-        internal;
-        proxy_pass http://127.0.0.1:$stub/v1/chat/completions;
-        proxy_http_version 1.1;
-        proxy_buffering off;
-        proxy_pass_request_headers off;
-        proxy_set_header Content-Type application/json;
-        proxy_set_header Authorization "Bearer \$scenario_model_api_key";
-        proxy_read_timeout 2s;
-    }
-_EOC_
-    log_level => 'info',
-);
+my %conf = %{ platform_conf(http_config => "    scenario_chat_max_message 8k;\n") };
 
 my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
     VALUES ('chat-' || :'v1' || '@example.com', 'x', 'Chat Tester')

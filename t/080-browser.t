@@ -7,9 +7,9 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use Test::Scenario::Util qw(:all);
+use Test::Scenario::Platform;
 
 my $repo = $ENV{TEST_NGINX_REPO} or die "run me through scripts/test\n";
-my $stub = $ENV{TEST_NGINX_STUB_PORT} or die "no stand-in model server\n";
 my $chromium = $ENV{CHROMIUM} // '/usr/bin/chromium';
 
 my $node = `sh -c 'command -v node'`;
@@ -25,29 +25,11 @@ if (!$node || !-x $chromium || !-f "$repo/node_modules/playwright-core/package.j
     exit 1;
 }
 
-start_nginx({
-    main_config => "thread_pool scenario_hash threads=2 max_queue=64;\n"
-                 . "env SCENARIO_STUB_KEY=test-key;",
-    http_config => <<"_EOC_",
-    include /etc/nginx/mime.types;
-    scenario_postgres "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=scenario user=postgres";
-    scenario_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
-    scenario_model_api_key_env SCENARIO_STUB_KEY;
-    scenario_model stand-in;
-    scenario_model_timeout 10s;
-_EOC_
+start_nginx(platform_conf(
+    model_timeout => '10s',
+    read_timeout => '10s',
+    http_config => "    include /etc/nginx/mime.types;\n",
     config => <<"_EOC_",
-    include $repo/conf/scenario-api.conf;
-    location = /_model {
-        internal;
-        proxy_pass http://127.0.0.1:$stub/v1/chat/completions;
-        proxy_http_version 1.1;
-        proxy_buffering off;
-        proxy_pass_request_headers off;
-        proxy_set_header Content-Type application/json;
-        proxy_set_header Authorization "Bearer \$scenario_model_api_key";
-        proxy_read_timeout 10s;
-    }
     location / {
         root $repo/ui;
         default_type application/octet-stream;
@@ -55,9 +37,8 @@ _EOC_
         try_files \$uri \$uri/ /index.html;
     }
 _EOC_
-    no_root_location => 1,
-    log_level => 'info',
-});
+    nginx => { no_root_location => 1 },
+));
 
 my $shots = "$repo/t/e2e/screenshots";
 unlink glob("$shots/*.png");
