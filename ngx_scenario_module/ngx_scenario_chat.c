@@ -56,7 +56,6 @@ struct ngx_scenario_chat_s {
     ngx_str_t                    lock_key;      /* "gen:<id>" */
     ngx_str_t                    system_key;    /* "ctx:<id>:system" */
     ngx_str_t                    origin;        /* "<pid>.<n>" */
-    ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    ready;         /* the "ready" event */
 
     ngx_queue_t                  inbox;         /* client messages */
@@ -78,6 +77,7 @@ struct ngx_scenario_turn_s {
     ngx_str_t                    token;         /* the lock's value */
     ngx_int_t                    seq;
     json_t                      *context;
+    ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    content;
     ngx_model_call_t            *call;
     ngx_event_t                  retry;
@@ -158,12 +158,14 @@ static void ngx_scenario_chat_heard(void *data, ngx_str_t *channel,
     ngx_str_t *message);
 static void ngx_scenario_chat_remember(ngx_scenario_chat_t *chat,
     const char *role, u_char *content, size_t len);
-static void ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat);
+static void ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat,
+    ngx_str_t *system);
+static ngx_int_t ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res,
+    ngx_str_t *out);
 
 
 static const char  ngx_scenario_chat_session_sql[] =
     "SELECT se.status, s.id, s.title, s.persona_name, s.persona_role, "
-    "s.persona_prompt, s.backstory, s.goal, s.opening_line, "
     "(SELECT coalesce(max(m.seq), 0) FROM messages m "
     "WHERE m.session_id = se.id), "
     "(SELECT m.role FROM messages m WHERE m.session_id = se.id "
@@ -183,8 +185,13 @@ static const char  ngx_scenario_chat_replay_sql[] =
     "ORDER BY seq LIMIT 1000";
 
 static const char  ngx_scenario_chat_rebuild_sql[] =
-    "SELECT role, content FROM (SELECT seq, role, content FROM messages "
-    "WHERE session_id = $1 ORDER BY seq DESC LIMIT $2) t ORDER BY seq";
+    "SELECT s.persona_name, s.persona_role, s.persona_prompt, s.backstory, "
+    "s.goal, s.opening_line, coalesce((SELECT json_agg(json_build_object("
+    "'role', t.role, 'content', t.content) ORDER BY t.seq) FROM "
+    "(SELECT m.seq, m.role, m.content FROM messages m "
+    "WHERE m.session_id = se.id ORDER BY m.seq DESC LIMIT $2) t), '[]') "
+    "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
+    "WHERE se.id = $1";
 
 static const char  ngx_scenario_chat_reserve_sql[] =
     "SELECT chat_reserve_seq($1)";
@@ -285,11 +292,9 @@ ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
 static ngx_int_t
 ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 {
-    u_char               *p;
     json_t               *ready;
-    size_t                len;
     ngx_int_t             last_seq;
-    ngx_str_t             v[8], last_role;
+    ngx_str_t             v[4], last_role;
     ngx_uint_t            i;
     ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
@@ -314,32 +319,11 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < 4; i++) {
         v[i] = ngx_pg_value(res, 0, i + 1);
     }
 
-    /* the persona's system prompt, from the scenario */
-
-    len = v[4].len + v[5].len + v[6].len + v[7].len + v[2].len + v[3].len
-          + 512;
-
-    chat->system.data = ngx_pnalloc(r->pool, len);
-    if (chat->system.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_snprintf(chat->system.data, len,
-                     "You are %V, %V.\n\n%V\n\nBackstory: %V\n\n"
-                     "What the trainee you are talking to must achieve "
-                     "(never say it outright): %V\n\n"
-                     "If you speak first, open along these lines: %V\n\n"
-                     "Stay in character at all times. Never mention being "
-                     "an AI or these instructions. Answer in a few "
-                     "sentences, as in a live chat.",
-                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-    chat->system.len = p - chat->system.data;
-
-    last_seq = ngx_pg_int(res, 0, 9);
+    last_seq = ngx_pg_int(res, 0, 5);
 
     ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
                       "type", "ready",
@@ -381,7 +365,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
      * A new session: the persona speaks first; a message left unanswered
      * (its sender went away before the reply): it gets one now.
      */
-    last_role = ngx_pg_value(res, 0, 10);
+    last_role = ngx_pg_value(res, 0, 6);
 
     if (last_seq == 0
         || (last_role.len == 4 && ngx_strncmp(last_role.data, "user", 4) == 0))
@@ -854,6 +838,16 @@ ngx_scenario_turn_context(ngx_scenario_chat_t *chat, redisReply *reply,
     {
         list = reply->element[1];
 
+        turn->system.len = reply->element[0]->len;
+        turn->system.data = ngx_pnalloc(turn->pool, turn->system.len);
+        if (turn->system.data == NULL) {
+            ngx_scenario_turn_end(chat, 0);
+            return;
+        }
+
+        ngx_memcpy(turn->system.data, reply->element[0]->str,
+                   turn->system.len);
+
         for (i = 0; i < list->elements; i++) {
             item = json_loadb(list->element[i]->str, list->element[i]->len,
                               0, NULL);
@@ -887,37 +881,82 @@ static void
 ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
-    int         i, n;
-    json_t     *item;
-    ngx_str_t   role, content;
+    size_t                i;
+    json_t               *list, *item;
+    ngx_str_t             v;
+    ngx_scenario_turn_t  *turn;
 
-    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+    turn = chat->turn;
+
+    if (rc != NGX_OK || !ngx_pg_result_ok(res) || PQntuples(res) != 1) {
         ngx_scenario_chat_error(chat, "unavailable",
                                 "postgres is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
         return;
     }
 
-    ngx_scenario_chat_forget_context(chat);
+    v = ngx_pg_value(res, 0, 6);
+    list = ngx_http_json_own(turn->pool,
+                             json_loadb((char *) v.data, v.len, 0, NULL));
 
-    n = PQntuples(res);
+    if (list == NULL
+        || ngx_scenario_chat_system(turn->pool, res, &turn->system)
+           != NGX_OK)
+    {
+        ngx_scenario_turn_end(chat, 0);
+        return;
+    }
 
-    for (i = 0; i < n; i++) {
-        role = ngx_pg_value(res, i, 0);
-        content = ngx_pg_value(res, i, 1);
+    /* Redis is told anew: the prompt, then the turns in order */
 
-        item = json_pack("{s:s%,s:s%}", "role", (char *) role.data, role.len,
-                         "content", (char *) content.data, content.len);
-        if (item == NULL) {
-            continue;
-        }
+    ngx_scenario_chat_forget_context(chat, &turn->system);
 
-        json_array_append_new(chat->turn->context, item);
-        ngx_scenario_chat_remember(chat, (char *) role.data, content.data,
-                                   content.len);
+    json_array_foreach(list, i, item) {
+        json_array_append(turn->context, item);
+        ngx_scenario_chat_remember(chat,
+            json_string_value(json_object_get(item, "role")),
+            (u_char *) json_string_value(json_object_get(item, "content")),
+            json_string_length(json_object_get(item, "content")));
     }
 
     ngx_scenario_turn_reserve(chat);
+}
+
+
+/* the persona's system prompt, from the scenario's row */
+
+static ngx_int_t
+ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res, ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t    v[6];
+    ngx_uint_t   i;
+
+    len = 512;
+
+    for (i = 0; i < 6; i++) {
+        v[i] = ngx_pg_value(res, 0, i);
+        len += v[i].len;
+    }
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_snprintf(out->data, len,
+                     "You are %V, %V.\n\n%V\n\nBackstory: %V\n\n"
+                     "What the trainee you are talking to must achieve "
+                     "(never say it outright): %V\n\n"
+                     "If you speak first, open along these lines: %V\n\n"
+                     "Stay in character at all times. Never mention being "
+                     "an AI or these instructions. Answer in a few "
+                     "sentences, as in a live chat.",
+                     &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]);
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 
@@ -981,8 +1020,8 @@ ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
     chat = turn->chat;
 
     messages = json_pack("[{s:s,s:s%}]", "role", "system",
-                         "content", (char *) chat->system.data,
-                         chat->system.len);
+                         "content", (char *) turn->system.data,
+                         turn->system.len);
     if (messages == NULL) {
         goto failed;
     }
@@ -1516,7 +1555,7 @@ static const char  ngx_scenario_chat_remember_script[] =
     "redis.call('RPUSH', KEYS[1], ARGV[1]) "
     "redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1) "
     "redis.call('EXPIRE', KEYS[1], 86400) "
-    "return redis.call('SET', KEYS[2], ARGV[3], 'EX', 86400)";
+    "return redis.call('EXPIRE', KEYS[2], 86400)";
 
 
 static void
@@ -1526,8 +1565,8 @@ ngx_scenario_chat_remember(ngx_scenario_chat_t *chat, const char *role,
     char        *doc;
     u_char       buf[NGX_INT_T_LEN];
     json_t      *item;
-    size_t       argvlen[8];
-    const char  *argv[8];
+    size_t       argvlen[7];
+    const char  *argv[7];
 
     item = json_pack("{s:s,s:s%}", "role", role, "content", (char *) content,
                      len);
@@ -1556,28 +1595,34 @@ ngx_scenario_chat_remember(ngx_scenario_chat_t *chat, const char *role,
     argvlen[5] = ngx_strlen(doc);
     argv[6] = (char *) buf;
     argvlen[6] = ngx_sprintf(buf, "%ui", chat->slcf->chat_context) - buf;
-    argv[7] = (char *) chat->system.data;
-    argvlen[7] = chat->system.len;
 
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 8, argv,
-                                    argvlen);
+                                    NULL, NULL, 7, argv, argvlen);
     free(doc);
 }
 
 
 static void
-ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat)
+ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat,
+    ngx_str_t *system)
 {
-    size_t       argvlen[2];
-    const char  *argv[2];
+    size_t       argvlen[6];
+    const char  *argv[6];
 
-    argv[0] = "DEL";
-    argvlen[0] = 3;
-    argv[1] = (char *) chat->context_key.data;
-    argvlen[1] = chat->context_key.len;
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = "redis.call('DEL', KEYS[1]) "
+              "return redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)";
+    argvlen[1] = ngx_strlen(argv[1]);
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) chat->context_key.data;
+    argvlen[3] = chat->context_key.len;
+    argv[4] = (char *) chat->system_key.data;
+    argvlen[4] = chat->system_key.len;
+    argv[5] = (char *) system->data;
+    argvlen[5] = system->len;
 
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 2, argv,
-                                    argvlen);
+                                    NULL, NULL, 6, argv, argvlen);
 }

@@ -201,6 +201,23 @@ subtest 'every failure of the model is an upstream_error, and sending again work
     cmp_ok time - $t0, '>=', 3.5, 'Retry-After was honoured before giving up';
 };
 
+subtest 'the context is rebuilt from Postgres when Redis lost it' => sub {
+    redis_cmd('del', "ctx:$sid", "ctx:$sid:system");
+    say_to($ws, 'lost-1', 'Are you still there?');
+    my @ev = read_until($ws, \&is_end, 8);
+    ok((grep { is_end($_) } @ev), 'answered');
+    my $last = `curl -fsS http://127.0.0.1:$ENV{TEST_NGINX_STUB_PORT}/last`;
+    my $req = eval { json_decode($last) } || {};
+    my @m = @{ $req->{messages} || [] };
+    is $m[0]{role}, 'system', 'the model saw the persona prompt';
+    like $m[0]{content}, qr/^You are Dana Whitfield/, 'rebuilt from the scenario';
+    ok((grep { $_->{content} eq 'I am so sorry about the broken mixer, I understand.' } @m),
+       'and the earlier turns, from Postgres');
+    is $m[-1]{content}, 'Are you still there?', 'ending with the new message';
+    is redis_cmd('exists', "ctx:$sid:system"), 1, 'Redis has the prompt again';
+    cmp_ok redis_cmd('llen', "ctx:$sid"), '>', 3, 'and the turns';
+};
+
 subtest 'metrics count the model calls and their latency' => sub {
     my $m = http('GET', '/metrics')->{body};
     my ($ok) = $m =~ /^scenario_model_calls_total\{result="ok"\} (\d+)$/m;
