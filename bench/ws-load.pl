@@ -69,8 +69,14 @@ sub pump {
                 $c->{buf} .= $chunk;
                 my $i = index $c->{buf}, "\r\n\r\n";
                 next if $i < 0;
-                die "handshake failed: " . substr($c->{buf}, 0, 40) . "\n"
-                    unless $c->{buf} =~ m{^HTTP/1\.1 101};
+                if ($c->{buf} !~ m{^HTTP/1\.1 101}) {
+                    # refused (a 503 under load, say): counted, not fatal
+                    warn "handshake refused: " . substr($c->{buf}, 0, 40) . "\n";
+                    $sel->remove($s);
+                    delete $conn{ fileno $s };
+                    $c->{state} = 'refused';
+                    next;
+                }
                 $chunk = substr $c->{buf}, $i + 4;
                 $c->{head} = 0;
             }
