@@ -16,6 +16,10 @@ static ngx_int_t ngx_http_json_content_type(ngx_http_request_t *r);
 static u_char *ngx_http_json_collect(ngx_http_request_t *r, size_t max,
     size_t *len, ngx_int_t *rc);
 static void ngx_http_json_cleanup(void *data);
+static const char *ngx_http_json_error_text(enum json_error_code code);
+
+
+#define NGX_HTTP_JSON_MSG_LEN  128
 
 
 static ngx_str_t  ngx_http_json_type =
@@ -55,7 +59,7 @@ ngx_http_json_read(ngx_http_request_t *r, size_t max,
 json_t *
 ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
 {
-    char          msg[JSON_ERROR_TEXT_LENGTH + 32];
+    char          msg[NGX_HTTP_JSON_MSG_LEN];
     u_char       *data;
     size_t        len;
     json_t       *json;
@@ -69,9 +73,14 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
     /* jansson rejects invalid UTF-8 and NUL characters in strings */
     json = json_loadb((char *) data, len, JSON_REJECT_DUPLICATES, &err);
     if (json == NULL) {
-        ngx_snprintf((u_char *) msg, sizeof(msg), "invalid JSON: %s%s%Z",
-                     json_error_code(&err) == json_error_invalid_utf8
-                     ? "the body is not valid UTF-8: " : "", err.text);
+        /*
+         * jansson's own text may quote the input and end inside a UTF-8
+         * character: the reply says what and where in words of its own
+         */
+        ngx_snprintf((u_char *) msg, sizeof(msg),
+                     "invalid JSON: %s at line %d, column %d (byte %d)%Z",
+                     ngx_http_json_error_text(json_error_code(&err)),
+                     err.line, err.column, err.position);
         *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request", msg);
         return NULL;
     }
@@ -183,7 +192,15 @@ ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
     json = json_pack("{s:{s:s,s:s}}", "error", "code", code,
                      "message", message);
     if (json == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        /* a message that is not UTF-8 must not turn a 4xx into a 500 */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "json error: message for \"%s\" is not valid UTF-8",
+                      code);
+        json = json_pack("{s:{s:s,s:s}}", "error", "code", code,
+                         "message", "(the message could not be encoded)");
+        if (json == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (status == NGX_HTTP_UNAUTHORIZED
@@ -454,4 +471,42 @@ static void
 ngx_http_json_cleanup(void *data)
 {
     json_decref(data);
+}
+
+
+/* fixed, ASCII descriptions: library text never reaches a reply */
+
+static const char *
+ngx_http_json_error_text(enum json_error_code code)
+{
+    switch (code) {
+
+    case json_error_invalid_utf8:
+        return "the body is not valid UTF-8";
+
+    case json_error_premature_end_of_input:
+        return "the body ends too early";
+
+    case json_error_end_of_input_expected:
+        return "extra data after the JSON value";
+
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "a string contains a NUL character";
+
+    case json_error_duplicate_key:
+        return "a key appears twice in one object";
+
+    case json_error_numeric_overflow:
+        return "a number is too large";
+
+    case json_error_stack_overflow:
+        return "the body is nested too deeply";
+
+    case json_error_out_of_memory:
+        return "the body could not be parsed";
+
+    default:
+        return "syntax error";
+    }
 }

@@ -1286,6 +1286,11 @@ ngx_model_content(ngx_model_call_t *call, u_char *data, size_t len)
     size_t   need, size;
     u_char  *p;
 
+    /* the first delta is often "content":"", before any buffer exists */
+    if (len == 0) {
+        return NGX_OK;
+    }
+
     need = call->content.len + len;
 
     if (call->max_content && need > call->max_content) {

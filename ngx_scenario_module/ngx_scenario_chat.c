@@ -617,9 +617,14 @@ ngx_scenario_chat_resume(ngx_scenario_chat_t *chat)
 
     after = json_object_get(chat->msg, "after_seq");
 
-    if (!json_is_integer(after) || json_integer_value(after) < 0) {
+    /* seq is a Postgres integer: a larger value is the client's mistake */
+    if (!json_is_integer(after)
+        || json_integer_value(after) < 0
+        || json_integer_value(after) > NGX_MAX_INT32_VALUE)
+    {
         ngx_scenario_chat_error(chat, "bad_request",
-                                "\"after_seq\" must be an integer >= 0", 0);
+                                "\"after_seq\" must be an integer from 0 "
+                                "to 2147483647", 0);
         ngx_scenario_chat_done(chat);
         return;
     }

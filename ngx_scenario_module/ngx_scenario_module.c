@@ -53,6 +53,7 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("resolve"), NGX_SCENARIO_RESOLVE },
     { ngx_string("progress"), NGX_SCENARIO_PROGRESS },
     { ngx_string("leaderboard"), NGX_SCENARIO_LEADERBOARD },
+    { ngx_string("not_found"), NGX_SCENARIO_NOT_FOUND },
     { ngx_null_string, 0 }
 };
 
@@ -803,6 +804,9 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_LEADERBOARD:
         return ngx_scenario_leaderboard_handler(r);
+
+    case NGX_SCENARIO_NOT_FOUND:
+        return ngx_scenario_not_found(r, "API path");
 
     default:
         return NGX_DECLINED;

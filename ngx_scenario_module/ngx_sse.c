@@ -260,6 +260,11 @@ ngx_sse_append(ngx_sse_parser_t *p, ngx_str_t *buf, size_t *size,
     size_t   need;
     u_char  *new;
 
+    /* an empty "data:" line: buf->data may still be NULL */
+    if (len == 0) {
+        return NGX_OK;
+    }
+
     need = buf->len + len;
 
     if (need > max) {
