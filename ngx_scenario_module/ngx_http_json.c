@@ -59,29 +59,20 @@ ngx_http_json_read(ngx_http_request_t *r, size_t max,
 json_t *
 ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
 {
-    char          msg[NGX_HTTP_JSON_MSG_LEN];
-    u_char       *data;
-    size_t        len;
-    json_t       *json;
-    json_error_t  err;
+    u_char   msg[NGX_HTTP_JSON_MSG_LEN];
+    u_char  *data;
+    size_t   len;
+    json_t  *json;
 
     data = ngx_http_json_collect(r, max, &len, rc);
     if (data == NULL) {
         return NULL;
     }
 
-    /* jansson rejects invalid UTF-8 and NUL characters in strings */
-    json = json_loadb((char *) data, len, JSON_REJECT_DUPLICATES, &err);
+    json = ngx_http_json_parse(data, len, msg, sizeof(msg));
     if (json == NULL) {
-        /*
-         * jansson's own text may quote the input and end inside a UTF-8
-         * character: the reply says what and where in words of its own
-         */
-        ngx_snprintf((u_char *) msg, sizeof(msg),
-                     "invalid JSON: %s at line %d, column %d (byte %d)%Z",
-                     ngx_http_json_error_text(json_error_code(&err)),
-                     err.line, err.column, err.position);
-        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request", msg);
+        *rc = ngx_http_json_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  (char *) msg);
         return NULL;
     }
 
@@ -97,6 +88,34 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
     }
 
     return json;
+}
+
+
+/*
+ * jansson's own text may quote the input and end inside a UTF-8 character:
+ * the message says what and where in words of its own, in ASCII
+ */
+
+json_t *
+ngx_http_json_parse(u_char *data, size_t len, u_char *msg, size_t size)
+{
+    json_t        *json;
+    json_error_t   err;
+
+    /* jansson rejects invalid UTF-8 and NUL characters in strings */
+    json = json_loadb((char *) data, len, JSON_REJECT_DUPLICATES, &err);
+    if (json != NULL) {
+        return json;
+    }
+
+    if (size) {
+        *ngx_snprintf(msg, size - 1,
+                      "invalid JSON: %s at line %d, column %d (byte %d)",
+                      ngx_http_json_error_text(json_error_code(&err)),
+                      err.line, err.column, err.position) = '\0';
+    }
+
+    return NULL;
 }
 
 

@@ -30,6 +30,13 @@ ngx_int_t ngx_http_json_read(ngx_http_request_t *r, size_t max,
  */
 json_t *ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc);
 
+/*
+ * Parses len bytes into a JSON value (the caller owns it).  On NULL, msg
+ * holds a NUL-terminated ASCII message of at most size bytes.
+ */
+json_t *ngx_http_json_parse(u_char *data, size_t len, u_char *msg,
+    size_t size);
+
 /* Sends json (not stolen) with status; returns the rc to finalize with. */
 ngx_int_t ngx_http_json_send(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);

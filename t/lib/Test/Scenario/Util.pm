@@ -250,8 +250,22 @@ sub gen_nginx_conf {
 # Recreate the server root.  Only the directories the harness itself creates
 # are removed, so a TEST_NGINX_SERVROOT pointing somewhere unexpected cannot
 # wipe foreign data.
+# Under SANITIZE=1 the sanitizers write to the workers' stderr, which is
+# error.log: its reports are kept before the log is cleaned away.
+sub save_sanitizer_reports {
+    my $dir = $ENV{TEST_NGINX_SANITIZE_DIR} or return;
+    open my $in, '<', error_log_path() or return;
+    my @hit = grep { /runtime error:|ERROR: AddressSanitizer|^\s+#\d+ 0x/ } <$in>;
+    close $in;
+    return unless @hit;
+    open my $out, '>>', "$dir/report.$$" or return;
+    print $out "== $0\n", @hit;
+    close $out;
+}
+
 sub prepare_servroot {
     my $root = nginx_servroot();
+    save_sanitizer_reports() if -d $root;
     make_path($root) unless -d $root;
     remove_tree(map { "$root/$_" } qw(conf logs html),
                 glob("$root/*_temp"), glob("$root/*_cache"));
@@ -544,6 +558,7 @@ END {
         local $?;
         stop_nginx();
     }
+    save_sanitizer_reports() if defined $OwnerPid && $OwnerPid == $$;
 }
 
 # ---------------------------------------------------------------------------

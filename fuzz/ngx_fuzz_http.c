@@ -1,0 +1,26 @@
+
+/*
+ * nginx functions that ngx_http_json.c calls on its request paths, which
+ * the JSON harness never takes: linked so that the file builds whole, and
+ * abort() so that a call would be noticed.
+ */
+
+/* nginx's headers are left out: only the names matter here */
+#include <stdlib.h>
+
+
+#define ngx_fuzz_never(name)                                                  \
+    void name(void);                                                          \
+    void name(void) { abort(); }
+
+ngx_fuzz_never(ngx_gmtime)
+ngx_fuzz_never(ngx_http_discard_request_body)
+ngx_fuzz_never(ngx_http_output_filter)
+ngx_fuzz_never(ngx_http_read_client_request_body)
+ngx_fuzz_never(ngx_http_send_header)
+ngx_fuzz_never(ngx_list_push)
+ngx_fuzz_never(ngx_log_error_core)
+ngx_fuzz_never(ngx_pool_cleanup_add)
+ngx_fuzz_never(ngx_read_file)
+ngx_fuzz_never(ngx_sprintf)
+ngx_fuzz_never(ngx_strncasecmp)
