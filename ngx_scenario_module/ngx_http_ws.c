@@ -940,8 +940,13 @@ ngx_http_ws_read(ngx_http_ws_t *ws)
 
     while (ws->state != NGX_HTTP_WS_DONE && rev->ready) {
 
+        /*
+         * the rest waits for the next turn of the event loop: the posted
+         * queue is drained in this one, so reposting there would let a
+         * client that never stops sending keep the worker to itself
+         */
         if (total >= NGX_HTTP_WS_READ_LIMIT) {
-            ngx_post_event(rev, &ngx_posted_events);
+            ngx_post_event(rev, &ngx_posted_next_events);
             return;
         }
 
@@ -1403,8 +1408,9 @@ ngx_http_ws_close_frame(ngx_http_ws_t *ws)
 static ngx_uint_t
 ngx_http_ws_valid_code(ngx_uint_t code)
 {
+    /* RFC 6455 7.4 and IANA's registry: 1012-1014 are in use */
     return (code >= 1000 && code <= 1003)
-           || (code >= 1007 && code <= 1011)
+           || (code >= 1007 && code <= 1014)
            || (code >= 3000 && code <= 4999);
 }
 
