@@ -717,6 +717,16 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
 
     c = ws->connection;
 
+    /*
+     * the send deadline is ws->busy's; a write timer here was left by
+     * another module's code on this connection (an upstream's send_timeout)
+     */
+    c->write->timedout = 0;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
     ngx_http_ws_enter(ws);
 
     if (ws->state != NGX_HTTP_WS_DONE) {

@@ -689,6 +689,17 @@ ngx_model_end(ngx_model_call_t *call)
     /* the upstream's last words ("sending to client") are not the main's */
     c->log->action = NULL;
 
+    /*
+     * the upstream arms the connection's write timer (send_timeout) while
+     * the client is slow to read, and nothing disarms it: firing later, or
+     * left as wev->timedout, it would end the next call with a 408
+     */
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    c->write->timedout = 0;
+
     call->ended = 1;
 
     if (call->cancelled) {

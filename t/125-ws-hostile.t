@@ -7,6 +7,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
+use Socket ();
 use Time::HiRes qw(sleep time);
 use Test::Scenario::Util qw(:all);
 use Test::Scenario::Platform;
@@ -83,6 +84,38 @@ subtest 'a client that never stops sending pongs does not pin the worker' => sub
 
     my @bad = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, error_log_data();
     is_deeply \@bad, [], 'nothing alarming in error.log';
+};
+
+# A reader that is slow during a reply: the model subrequest's upstream
+# arms the connection's write timer (send_timeout) while the socket is
+# full, and used to leave it armed and its timedout flag set after the
+# reply; the next turn's upstream then saw a timed-out client and ended
+# with 408.  The model client now disarms the timer and clears the flag
+# when a call ends, and the WebSocket write handler does so whenever it
+# runs (its own send deadline is a timer of its own).  Loopback buffers
+# are large, so the test cannot be sure to fill the socket; it plays the
+# sequence with a 1 s send_timeout and checks that later turns answer.
+subtest 'a reader that pauses mid-reply, then stays: later turns answer' => sub {
+    start_nginx({ %{ platform_conf(http_config => "    send_timeout 1s;\n") } });
+    my $ws = connect_chat();
+    $ws->{sock}->setsockopt(Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 1024);
+    for my $turn (1 .. 3) {
+        $ws->send_text(json_encode({ type => 'user_message',
+            client_msg_id => "pause-$turn-$$",
+            content => 'I am sorry, let me explain the refund in detail.' }));
+        sleep 1.5;                          # not reading during the reply
+        my ($end, $err);
+        while (my $f = $ws->recv_frame(8)) {
+            next unless $f->{opcode} == 1;
+            my $ev = json_decode($f->{payload});
+            if ($ev->{type} eq 'assistant_end') { $end = $ev; last }
+            if ($ev->{type} eq 'error') { $err = $ev; last }
+        }
+        ok $end, "turn $turn: answered" or diag explain $err;
+        sleep 1.5;                          # a stale timer would fire now
+    }
+    $ws->disconnect;
+    unlike error_log_data(), qr/client timed out/, 'no client timeout logged';
 };
 
 stop_nginx();
