@@ -447,19 +447,44 @@ ngx_pg_value(PGresult *res, int row, int col)
 
 
 ngx_int_t
-ngx_pg_int(PGresult *res, int row, int col)
+ngx_pg_get_int(PGresult *res, int row, int col, ngx_int_t *value)
 {
     ngx_int_t  n;
     ngx_str_t  s;
+
+    if (PQgetisnull(res, row, col)) {
+        return NGX_DECLINED;
+    }
 
     s = ngx_pg_value(res, row, col);
 
     if (s.len > 1 && s.data[0] == '-') {
         n = ngx_atoi(s.data + 1, s.len - 1);
-        return n == NGX_ERROR ? NGX_ERROR : -n;
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *value = -n;
+        return NGX_OK;
     }
 
-    return ngx_atoi(s.data, s.len);
+    n = ngx_atoi(s.data, s.len);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *value = n;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pg_int(PGresult *res, int row, int col)
+{
+    ngx_int_t  n;
+
+    return ngx_pg_get_int(res, row, col, &n) == NGX_OK ? n : NGX_ERROR;
 }
 
 

@@ -79,6 +79,16 @@ void ngx_pg_pool_stats(ngx_pg_pool_t *pool, ngx_pg_pool_stats_t *stats);
 /* Helpers for reading results. */
 ngx_int_t ngx_pg_result_ok(PGresult *res);
 ngx_str_t ngx_pg_value(PGresult *res, int row, int col);
+/*
+ * An integer column: NGX_OK with *value, NGX_DECLINED for NULL, NGX_ERROR
+ * for text that is not an integer of ngx_int_t's range.
+ */
+ngx_int_t ngx_pg_get_int(PGresult *res, int row, int col, ngx_int_t *value);
+
+/*
+ * The same for a column that can be neither NULL nor negative (ids, counts,
+ * seqs): the value, or NGX_ERROR (-1), which such a column never holds.
+ */
 ngx_int_t ngx_pg_int(PGresult *res, int row, int col);
 
 

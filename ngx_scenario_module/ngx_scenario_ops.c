@@ -232,13 +232,14 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
         }
 
         if (ngx_scenario_metric_lines[i]) {
-            b->last = ngx_sprintf(b->last, ngx_scenario_metric_lines[i],
-                                  sum[i]);
+            b->last = ngx_slprintf(b->last, b->end,
+                                    ngx_scenario_metric_lines[i],
+                                   sum[i]);
         }
     }
 
     /* +Inf is every call; the sum is kept in milliseconds */
-    b->last = ngx_sprintf(b->last,
+    b->last = ngx_slprintf(b->last, b->end,
         "scenario_model_latency_seconds_bucket{le=\"+Inf\"} %uA\n"
         "scenario_model_latency_seconds_sum %uA.%03uA\n"
         "scenario_model_latency_seconds_count %uA\n",
@@ -247,7 +248,7 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
         sum[NGX_SCENARIO_M_MODEL_MS] % 1000,
         sum[NGX_SCENARIO_M_MODEL_OK] + sum[NGX_SCENARIO_M_MODEL_ERROR]);
 
-    b->last = ngx_sprintf(b->last,
+    b->last = ngx_slprintf(b->last, b->end,
         "# HELP scenario_pool_connections Pool connections of the worker "
         "that answered.\n"
         "# TYPE scenario_pool_connections gauge\n"
@@ -283,6 +284,12 @@ ngx_scenario_metrics_handler(ngx_http_request_t *r)
         ngx_pid, pg.queries, ngx_pid, rd.commands,
         ngx_pid, pg.errors, ngx_pid, rd.errors,
         ngx_pid, pg.reconnects, ngx_pid, rd.reconnects);
+
+    /* bounded writes: a text that outgrew the buffer is cut, and said so */
+    if (b->last == b->end) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "metrics: the text is longer than %uz bytes", len);
+    }
 
     b->last_buf = 1;
     b->last_in_chain = 1;
