@@ -34,6 +34,7 @@ typedef struct {
     ngx_event_t           timer;
     ngx_msec_t            backoff;
     ngx_pg_state_e        state;
+    ino_t                 ino;        /* the socket nginx knows as c->fd */
     unsigned              flushing:1;
 } ngx_pg_conn_t;
 
@@ -69,6 +70,7 @@ struct ngx_pg_pool_s {
 
 static char *ngx_pg_strdup(ngx_pool_t *pool, const char *s);
 static void ngx_pg_connect(ngx_pg_conn_t *pc);
+static ino_t ngx_pg_socket_ino(int fd);
 static ngx_int_t ngx_pg_attach(ngx_pg_conn_t *pc);
 static void ngx_pg_detach(ngx_pg_conn_t *pc);
 static ngx_int_t ngx_pg_want(ngx_pg_conn_t *pc, ngx_uint_t write);
@@ -532,6 +534,19 @@ ngx_pg_connect(ngx_pg_conn_t *pc)
 }
 
 
+static ino_t
+ngx_pg_socket_ino(int fd)
+{
+    struct stat  st;
+
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        return 0;
+    }
+
+    return st.st_ino;
+}
+
+
 static ngx_int_t
 ngx_pg_attach(ngx_pg_conn_t *pc)
 {
@@ -542,6 +557,8 @@ ngx_pg_attach(ngx_pg_conn_t *pc)
     if (fd == -1) {
         return NGX_ERROR;
     }
+
+    pc->ino = ngx_pg_socket_ino(fd);
 
     c = ngx_get_connection(fd, pc->pool->log);
     if (c == NULL) {
@@ -687,8 +704,16 @@ ngx_pg_poll_connect(ngx_pg_conn_t *pc)
 
     st = PQconnectPoll(pc->conn);
 
-    /* libpq may have moved to another socket (next host or address) */
-    if (pc->c && PQsocket(pc->conn) != pc->c->fd) {
+    /*
+     * libpq may have moved to another socket (the next host or address):
+     * it closes the old one and opens a new one, usually with the same fd
+     * number, which the kernel dropped from epoll while nginx still counts
+     * it as active; the socket's inode tells the two apart
+     */
+    if (pc->c
+        && (PQsocket(pc->conn) != pc->c->fd
+            || ngx_pg_socket_ino(pc->c->fd) != pc->ino))
+    {
         ngx_pg_detach(pc);
 
         if (st != PGRES_POLLING_FAILED && ngx_pg_attach(pc) != NGX_OK) {
