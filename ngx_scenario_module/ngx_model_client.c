@@ -707,12 +707,8 @@ ngx_model_end(ngx_model_call_t *call)
         return;
     }
 
+    /* a failure is logged once, by the caller, which knows what it cost */
     rc = ngx_model_result(call, &status, &error);
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, c->log, 0, "model call failed: %V",
-                      &error);
-    }
 
     /* what was streamed, without a character the stream broke off in */
     content.data = call->content.data;

@@ -55,6 +55,7 @@ typedef void (*ngx_model_delta_pt)(void *data, u_char *text, size_t len);
  * The main request may be released from it.  If nginx terminates the main
  * request, done follows ("the request was terminated") while something
  * holds it (r->main->blocked); if it is freed first, done is not called.
+ * A failure is not logged here: done logs it once, with its own context.
  */
 typedef void (*ngx_model_done_pt)(void *data, ngx_int_t rc,
     ngx_uint_t status, time_t retry_after, ngx_str_t *error,
