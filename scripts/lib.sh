@@ -12,7 +12,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 packages=(
     build-essential nginx nginx-dev libpq-dev libhiredis-dev
     libjansson-dev libsodium-dev postgresql-15 postgresql-client-15
-    redis-server wrk curl ca-certificates
+    redis-server wrk curl ca-certificates iproute2
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     liblist-moreutils-perl libipc-run3-perl libprotocol-websocket-perl
     libwww-perl libcrypt-argon2-perl
@@ -65,6 +65,7 @@ pg_start() {   # dir port
             || die "initdb failed: see $dir/initdb.log"
     fi
     if ! pg_ready "$port"; then
+        port_check "$port" Postgres
         runuser -u "$pguser" -- "$pgbin/pg_ctl" -D "$dir/data" \
             -l "$dir/postgres.log" -w -t 30 \
             -o "-p $port -k $dir -c listen_addresses=127.0.0.1" \
@@ -75,6 +76,21 @@ pg_start() {   # dir port
         | grep -q 1 \
         || psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -q \
                -c "CREATE DATABASE scenario"
+}
+
+# Who listens on a port: "name (pid N)", or nothing when it is free.
+port_holder() {  # port
+    ss -Hltnp "sport = :$1" 2>/dev/null \
+        | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' \
+        | head -1
+}
+
+# Dies, naming the holder, when something else listens on the port.
+port_check() {   # port what variable
+    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . || return 0
+    local holder
+    holder=$(port_holder "$1")
+    die "cannot listen on 127.0.0.1:$1 for $2: it is taken by ${holder:-another process}${3:+; choose another with $3=...}"
 }
 
 pg_ready() { "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$1" 2>/dev/null; }
@@ -95,6 +111,7 @@ redis_start() {  # dir port
     local dir=$1 port=$2
     mkdir -p "$dir"
     redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
+    port_check "$port" Redis
     redis-server --bind 127.0.0.1 --port "$port" --save '' \
         --appendonly no --daemonize yes --dir "$dir" \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
@@ -131,6 +148,7 @@ stub_start() {   # dir port [delay-ms]
     local dir=$1 port=$2 delay=${3:-30}
     mkdir -p "$dir"
     stub_stop "$dir"
+    port_check "$port" "the stand-in model server"
     "$top/build/openai-stub" --listen "127.0.0.1:$port" --delay-ms "$delay" \
         --log "$dir/stub.log" --pid "$dir/stub.pid" --daemon \
         || die "the stand-in model server did not start"
@@ -144,6 +162,12 @@ stub_start() {   # dir port [delay-ms]
 
 stub_stop() {    # dir
     [ -f "$1/stub.pid" ] || return 0
-    kill "$(cat "$1/stub.pid")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$1/stub.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do     # gone, and its port with it
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
     rm -f "$1/stub.pid"
 }

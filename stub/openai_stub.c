@@ -193,6 +193,7 @@ static int          opt_delay_ms = 20;
 static int          opt_tokens;          /* 0: natural reply length */
 static const char  *opt_log;
 static const char  *opt_pid;
+static const char  *opt_key;            /* NULL: any Bearer token */
 static int          opt_daemon;
 
 static FILE        *g_log;
@@ -2248,7 +2249,9 @@ parse_head(conn_t *c)
             {
                 val += 6;
                 while (*val == ' ' || *val == '\t') val++;
-                c->auth_ok = *val != '\0';
+                /* like OpenAI: a wrong key is refused as a missing one */
+                c->auth_ok = opt_key ? strcmp(val, opt_key) == 0
+                                     : *val != '\0';
             }
         } else if (strcasecmp(name, "X-Stub-Fail") == 0) {
             snprintf(c->fail_hdr, sizeof(c->fail_hdr), "%s", val);
@@ -2527,7 +2530,7 @@ usage(FILE *f)
 {
     fprintf(f,
         "usage: openai-stub --listen HOST:PORT [--delay-ms N] [--tokens N]\n"
-        "                   [--log FILE] [--pid FILE] [--daemon]\n"
+        "                   [--key KEY] [--log FILE] [--pid FILE] [--daemon]\n"
         "\n"
         "A stand-in for OpenAI's Chat Completions API (canned persona\n"
         "replies, NOT a model).  See stub/README.md.\n"
@@ -2537,6 +2540,8 @@ usage(FILE *f)
         "                      0 = as fast as possible)\n"
         "  --tokens N          every persona reply is exactly N tokens\n"
         "                      (padded or cut; default: natural length)\n"
+        "  --key KEY           refuse (401) any Bearer token but KEY\n"
+        "                      (default: any token is taken)\n"
         "  --log FILE          one line per request (default stderr)\n"
         "  --pid FILE          write the process id there\n"
         "  --daemon            go to the background once listening\n");
@@ -2676,6 +2681,8 @@ main(int argc, char **argv)
                 fprintf(stderr, "openai-stub: --tokens: at most 1000000\n");
                 return 64;
             }
+        } else if (strcmp(arg, "--key") == 0) {
+            opt_key = val;
         } else if (strcmp(arg, "--log") == 0) {
             opt_log = val;
         } else if (strcmp(arg, "--pid") == 0) {
