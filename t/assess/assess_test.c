@@ -636,8 +636,9 @@ test_edges(json_t *db)
      */
     p = big;
     p += sprintf(p, "I understand. ");
-    for (i = 0; i < 200; i++) {
-        p += sprintf(p, "d\xc3\xa9j\xc3\xa0 ");
+    /* natural text, not a word list: half of it function words */
+    for (i = 0; i < 100; i++) {
+        p += sprintf(p, "is d\xc3\xa9j\xc3\xa0 ");
     }
     sprintf(p, "I understand\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
@@ -654,7 +655,7 @@ test_edges(json_t *db)
     msgs[0].at_ms = T0_MS;
     msgs[1].role.data = (u_char *) "user";
     msgs[1].role.len = 4;
-    msgs[1].content.data = (u_char *) big + 14;  /* from "déjà" */
+    msgs[1].content.data = (u_char *) big + 14;  /* from "is déjà" */
     msgs[1].content.len = strlen(big) - 14;
     msgs[1].at_ms = T0_MS + 20000;
 
@@ -690,6 +691,105 @@ test_edges(json_t *db)
            "fractional weights, integer rounding");
     json_decref(a);
     json_decref(w);
+}
+
+
+/*
+ * Games of issue 8: a list of the rubric's words, the same message again,
+ * the persona's own words copied back.  Such turns earn nothing, are named
+ * in the feedback and score below the polite transcript.
+ */
+
+static void
+test_gaming(json_t *db)
+{
+    json_t                          *a, *p;
+    size_t                           i;
+    json_t                          *c;
+    ngx_uint_t                       met;
+    ngx_scenario_assess_scenario_t   sc;
+
+    static line_t  stuffed[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl, the day after my mother's birthday. I want my money back "
+          "today.", 0 },
+        { "user", "sorry apologize understand frustrating birthday refund "
+          "replacement prepaid return label pickup courier today within 24 "
+          "hours confirmation email", 20 },
+        { "assistant", "What?", 30 },
+        { "user", "sorry apologize understand frustrating birthday refund "
+          "replacement prepaid return label pickup courier today within 24 "
+          "hours confirmation email", 40 },
+        { "assistant", "Thank you, that works for me.", 50 },
+        { NULL, NULL, 0 }
+    };
+
+    static line_t  repeated[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl. I want my money back today.", 0 },
+        { "user", "I'm sorry, I will refund you today.", 20 },
+        { "assistant", "And the broken mixer?", 30 },
+        { "user", "I'm sorry, I will refund you today!", 40 },
+        { "assistant", "You said that.", 50 },
+        { "user", "i'm SORRY -- i will refund you today", 60 },
+        { "assistant", "Goodbye.", 70 },
+        { NULL, NULL, 0 }
+    };
+
+    static line_t  copied[] = {
+        { "assistant", "I understand you are sorry, and I want a full refund "
+          "of the express fee and a prepaid return label for the courier.",
+          0 },
+        { "user", "I understand you are sorry, and I want a full refund of "
+          "the express fee and a prepaid return label.", 20 },
+        { "assistant", "Are you just repeating me?", 30 },
+        { NULL, NULL, 0 }
+    };
+
+    if (!find_scenario(db, "refund-angry-customer", &sc)) {
+        ok(0, "refund-angry-customer: scenario found");
+        return;
+    }
+
+    p = run(&sc, refund_polite);
+
+    a = run(&sc, stuffed);
+    show("refund stuffed", a);
+    met = 0;
+    json_array_foreach(json_object_get(a, "criteria"), i, c) {
+        met += json_is_true(json_object_get(c, "met"));
+    }
+    is_int(met, 0, "a list of keywords meets no criterion");
+    ok(says(a, "Turn 1 reads as a list of keywords", NULL)
+       && says(a, "Turn 2 reads as a list of keywords", NULL),
+       "the keyword lists are named in the feedback");
+    ok(num(a, "overall") + 15 <= num(p, "overall"),
+       "stuffed (%lld) is far below polite (%lld)", num(a, "overall"),
+       num(p, "overall"));
+    ok(num(a, "dimensions.resolution") == 0
+       && num(a, "dimensions.empathy") <= 30,
+       "stuffed earns no resolution and little empathy");
+    json_decref(a);
+
+    a = run(&sc, repeated);
+    show("refund repeated", a);
+    ok(says(a, "Turn 2 repeats an earlier message", NULL)
+       && says(a, "Turn 3 repeats an earlier message", NULL)
+       && !says(a, "Turn 1 repeats", NULL),
+       "the same message again (case and punctuation aside) is named");
+    json_decref(a);
+
+    a = run(&sc, copied);
+    show("refund copied", a);
+    met = 0;
+    json_array_foreach(json_object_get(a, "criteria"), i, c) {
+        met += json_is_true(json_object_get(c, "met"));
+    }
+    ok(met == 0 && says(a, "Turn 1 copies the other person", NULL),
+       "the persona's words copied back meet nothing and are named");
+    json_decref(a);
+
+    json_decref(p);
 }
 
 
@@ -944,6 +1044,7 @@ main(int argc, char **argv)
     test_pair(db, "upset-tenant-heating", tenant_polite, tenant_rude);
     test_refund_details(db);
     test_edges(db);
+    test_gaming(db);
     test_blend(db);
     test_judge(db);
 
