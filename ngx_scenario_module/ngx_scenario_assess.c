@@ -65,6 +65,9 @@
 #define NGX_SCENARIO_ASSESS_SALAD_WORDS   6       /* shorter: never salad */
 #define NGX_SCENARIO_ASSESS_SALAD_PCT     15      /* function words below: */
 #define NGX_SCENARIO_ASSESS_COPY_WORDS    6       /* a copy this long counts */
+#define NGX_SCENARIO_ASSESS_FILLER_WORDS  30      /* shorter: never filler */
+#define NGX_SCENARIO_ASSESS_FILLER_RATIO  40      /* words per on-topic word */
+#define NGX_SCENARIO_ASSESS_TOPIC_LEN     5       /* bytes of a topic word */
 #define NGX_SCENARIO_ASSESS_QUOTE         72      /* bytes quoted after */
 #define NGX_SCENARIO_ASSESS_LEAD          64      /* ... and before a hit */
 #define NGX_SCENARIO_ASSESS_DESCRIPTION   160     /* bytes of a criterion */
@@ -92,7 +95,8 @@ enum {
     NGX_SCENARIO_ASSESS_VOID_NONE = 0,
     NGX_SCENARIO_ASSESS_VOID_SALAD,
     NGX_SCENARIO_ASSESS_VOID_REPEAT,
-    NGX_SCENARIO_ASSESS_VOID_COPY
+    NGX_SCENARIO_ASSESS_VOID_COPY,
+    NGX_SCENARIO_ASSESS_VOID_FILLER
 };
 
 
@@ -140,6 +144,7 @@ typedef struct {
     /* why a turn earns nothing: NGX_SCENARIO_ASSESS_VOID_* per turn */
     u_char                         voided[NGX_SCENARIO_ASSESS_MAX_TURNS + 1];
     ngx_uint_t                     nvoided;
+    json_t                        *rubric;   /* the scenario's criteria */
 
     ngx_uint_t                     ncriteria;
     ngx_uint_t                     met;
@@ -155,6 +160,8 @@ static ngx_uint_t ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
 static size_t ngx_scenario_assess_norm(u_char *dst, size_t max,
     ngx_str_t *src);
 static ngx_uint_t ngx_scenario_assess_salad(ngx_str_t *text);
+static ngx_uint_t ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i);
 static ngx_uint_t ngx_scenario_assess_contains(u_char *hay, size_t hlen,
     u_char *needle, size_t nlen);
 static void ngx_scenario_assess_say_void(json_t *fb,
@@ -490,6 +497,7 @@ ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
     target = sc->target_turns > 0 ? sc->target_turns
                                   : NGX_SCENARIO_ASSESS_DEFAULT_TURNS;
 
+    s.rubric = sc->criteria;
     ngx_scenario_assess_scan(&s, msgs, n);
     ngx_scenario_assess_criteria(&s, sc->criteria, msgs, n);
     ngx_scenario_assess_score(&s, target, dim);
@@ -679,6 +687,12 @@ ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
         }
     }
 
+    if (why == NGX_SCENARIO_ASSESS_VOID_NONE
+        && ngx_scenario_assess_filler(s, msgs, i))
+    {
+        why = NGX_SCENARIO_ASSESS_VOID_FILLER;
+    }
+
     s->voided[turn] = (u_char) why;
 
     if (why != NGX_SCENARIO_ASSESS_VOID_NONE) {
@@ -775,6 +789,93 @@ ngx_scenario_assess_salad(ngx_str_t *text)
 }
 
 
+/*
+ * Off-topic filler: a long turn in which fewer than one word in
+ * NGX_SCENARIO_ASSESS_FILLER_RATIO is on topic, that is, a word of at least
+ * NGX_SCENARIO_ASSESS_TOPIC_LEN bytes that the persona used earlier or that
+ * contains a rubric keyword.
+ */
+
+static ngx_uint_t
+ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i)
+{
+    u_char      a[NGX_SCENARIO_ASSESS_NORM + 2];
+    u_char      p[NGX_SCENARIO_ASSESS_PERSONA_NORM + 2];
+    json_t     *c, *kw;
+    size_t      alen, plen, w, e, j, ki, mlen;
+    ngx_str_t   word, needle;
+    ngx_uint_t  words, topic, k, hit;
+
+    words = ngx_scenario_assess_words(&msgs[i].content);
+    if (words < NGX_SCENARIO_ASSESS_FILLER_WORDS) {
+        return 0;
+    }
+
+    /* " one two ": every word between spaces */
+    a[0] = ' ';
+    alen = ngx_scenario_assess_norm(a + 1, NGX_SCENARIO_ASSESS_NORM,
+                                    &msgs[i].content) + 1;
+    a[alen] = ' ';
+    topic = 0;
+
+    for (w = 1; w < alen; w = e + 1) {
+        for (e = w; a[e] != ' '; e++) { /* void */ }
+
+        if (e - w < NGX_SCENARIO_ASSESS_TOPIC_LEN) {
+            continue;
+        }
+
+        hit = 0;
+
+        for (k = 0; !hit && k < i; k++) {
+            if (!ngx_scenario_assess_is(&msgs[k].role, "assistant")) {
+                continue;
+            }
+
+            p[0] = ' ';
+            plen = ngx_scenario_assess_norm(p + 1,
+                       NGX_SCENARIO_ASSESS_PERSONA_NORM, &msgs[k].content);
+            p[plen + 1] = ' ';
+
+            hit = ngx_scenario_assess_contains(p, plen + 2, a + w - 1,
+                                               e - w + 2);
+        }
+
+        word.data = a + w;
+        word.len = e - w;
+
+        if (!hit && json_is_array(s->rubric)) {
+            json_array_foreach(s->rubric, j, c) {
+                json_array_foreach(json_object_get(c, "keywords"), ki, kw) {
+                    if (!json_is_string(kw)) {
+                        continue;
+                    }
+
+                    needle.data = (u_char *) json_string_value(kw);
+                    needle.len = json_string_length(kw);
+
+                    if (ngx_scenario_assess_find(&word, &needle, 0, &mlen)
+                        >= 0)
+                    {
+                        hit = 1;
+                        break;
+                    }
+                }
+
+                if (hit) {
+                    break;
+                }
+            }
+        }
+
+        topic += hit;
+    }
+
+    return topic * NGX_SCENARIO_ASSESS_FILLER_RATIO < words;
+}
+
+
 static ngx_uint_t
 ngx_scenario_assess_contains(u_char *hay, size_t hlen, u_char *needle,
     size_t nlen)
@@ -812,6 +913,11 @@ ngx_scenario_assess_say_void(json_t *fb, ngx_scenario_assess_signals_t *s)
         case NGX_SCENARIO_ASSESS_VOID_REPEAT:
             ngx_scenario_assess_say(fb, "Turn %u repeats an earlier message: "
                                     "it earns nothing.", (unsigned) t);
+            break;
+
+        case NGX_SCENARIO_ASSESS_VOID_FILLER:
+            ngx_scenario_assess_say(fb, "Turn %u is off-topic filler, not a "
+                                    "reply: it earns nothing.", (unsigned) t);
             break;
 
         case NGX_SCENARIO_ASSESS_VOID_COPY:

@@ -630,15 +630,15 @@ test_edges(json_t *db)
     json_decref(a);
 
     /*
-     * a 202-word reply of two-byte characters: the quote is cut inside a
-     * run of them, on a character boundary (else it would be missing:
+     * a 202-word reply ending in two-byte characters: the quote is cut
+     * inside a run of them, on a character boundary (else it would be missing:
      * jansson refuses invalid UTF-8)
      */
     p = big;
     p += sprintf(p, "I understand. ");
-    /* natural text, not a word list: half of it function words */
+    /* on topic and not a word list: half of it function words */
     for (i = 0; i < 100; i++) {
-        p += sprintf(p, "is d\xc3\xa9j\xc3\xa0 ");
+        p += sprintf(p, "the refund ");
     }
     sprintf(p, "I understand\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
@@ -655,7 +655,7 @@ test_edges(json_t *db)
     msgs[0].at_ms = T0_MS;
     msgs[1].role.data = (u_char *) "user";
     msgs[1].role.len = 4;
-    msgs[1].content.data = (u_char *) big + 14;  /* from "is déjà" */
+    msgs[1].content.data = (u_char *) big + 14;  /* from "the refund" */
     msgs[1].content.len = strlen(big) - 14;
     msgs[1].at_ms = T0_MS + 20000;
 
@@ -746,12 +746,33 @@ test_gaming(json_t *db)
         { NULL, NULL, 0 }
     };
 
+    static line_t  filler[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl. I want my money back today.", 0 },
+        { "user", "Did you know that the history of baking goes back "
+          "thousands of years, when people in ancient civilisations ground "
+          "grains between stones and cooked flat breads on hot rocks, and "
+          "over many centuries these simple methods grew into the wonderful "
+          "traditions of bread and pastry that bakers around the world "
+          "still love and practise with great care and skill, I am sorry.",
+          20 },
+        { "assistant", "What does that have to do with my mixer?", 30 },
+        { NULL, NULL, 0 }
+    };
+
     if (!find_scenario(db, "refund-angry-customer", &sc)) {
         ok(0, "refund-angry-customer: scenario found");
         return;
     }
 
     p = run(&sc, refund_polite);
+
+    a = run(&sc, filler);
+    show("refund off-topic", a);
+    ok(says(a, "Turn 1 is off-topic filler", NULL)
+       && !says(a, "apologized", NULL),
+       "an off-topic wall of text earns nothing, not even its apology");
+    json_decref(a);
 
     a = run(&sc, stuffed);
     show("refund stuffed", a);
