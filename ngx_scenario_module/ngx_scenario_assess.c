@@ -1223,7 +1223,10 @@ ngx_scenario_assess_efficiency(ngx_scenario_assess_signals_t *s,
         }
     }
 
-    return ngx_scenario_assess_div(7 * pace + 3 * latency, 10);
+    /* a quick dismissal is not efficient either (issue 8, item 2) */
+    return ngx_scenario_assess_clamp(
+               ngx_scenario_assess_div(7 * pace + 3 * latency, 10)
+               - 20 * (ngx_int_t) ngx_min(s->rude_replies, 3));
 }
 
 

@@ -539,6 +539,9 @@ test_refund_details(json_t *db)
        && num(e, "overall") > num(r, "overall"),
        "polite but evasive lands between (%lld < %lld < %lld)",
        num(r, "overall"), num(e, "overall"), num(p, "overall"));
+    ok(num(e, "overall") - num(r, "overall") >= 15,
+       "rude ends at least 15 below polite but useless (%lld, %lld)",
+       num(r, "overall"), num(e, "overall"));
 
     /* overall is the weighted mean 2:1:2:1, rounded half up */
     is_int(num(p, "overall"),
