@@ -160,6 +160,8 @@ static ngx_uint_t ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
 static size_t ngx_scenario_assess_norm(u_char *dst, size_t max,
     ngx_str_t *src);
 static ngx_uint_t ngx_scenario_assess_salad(ngx_str_t *text);
+static json_t *ngx_scenario_assess_evidence(json_t *criterion,
+    ngx_scenario_assess_hit_t *hit);
 static ngx_uint_t ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
     ngx_scenario_assess_msg_t *msgs, ngx_uint_t i);
 static ngx_uint_t ngx_scenario_assess_contains(u_char *hay, size_t hlen,
@@ -514,9 +516,8 @@ ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
     }
 
     for (i = 0; i < s.ncriteria; i++) {
-        if (json_array_append_new(crit, json_pack("{s:O,s:b}",
-                "key", json_object_get(s.criterion[i], "key"),
-                "met", s.evidence[i].text != NULL))
+        if (json_array_append_new(crit,
+                ngx_scenario_assess_evidence(s.criterion[i], &s.evidence[i]))
             != 0)
         {
             json_decref(weights);
@@ -626,6 +627,65 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
                            ngx_scenario_assess_thanks_lex, 0, &s->thanks)
                        != 0;
     }
+}
+
+
+/*
+ * A criterion with its evidence: {"key","description","met","turn","quote"},
+ * quote being the sentence of the trainee's message that met it, an exact
+ * substring of the message (at most NGX_SCENARIO_ASSESS_DESCRIPTION bytes,
+ * cut on a character boundary); turn and quote are null when unmet.
+ */
+
+static json_t *
+ngx_scenario_assess_evidence(json_t *criterion, ngx_scenario_assess_hit_t *hit)
+{
+    u_char      c, *d;
+    json_t     *desc;
+    size_t      b, e, max;
+
+    desc = json_object_get(criterion, "description");
+
+    if (hit->text == NULL) {
+        return json_pack("{s:O,s:O,s:b,s:n,s:n}",
+                         "key", json_object_get(criterion, "key"),
+                         "description", desc ? desc : json_null(),
+                         "met", 0, "turn", "quote");
+    }
+
+    d = hit->text->data;
+    max = NGX_SCENARIO_ASSESS_DESCRIPTION;
+
+    for (b = hit->pos; b > 0; b--) {
+        c = d[b - 1];
+        if (c == '.' || c == '!' || c == '?' || c == '\n'
+            || hit->pos - b >= max / 2)
+        {
+            break;
+        }
+    }
+
+    while (b < hit->pos && (ngx_scenario_assess_space(d[b])
+                            || (d[b] & 0xc0) == 0x80))
+    {
+        b++;
+    }
+
+    for (e = hit->pos + hit->len; e < hit->text->len; e++) {
+        c = d[e];
+        if (c == '.' || c == '!' || c == '?' || c == '\n') {
+            e += (c != '\n');
+            break;
+        }
+    }
+
+    e = b + ngx_scenario_assess_cut(d + b, e - b, max);
+
+    return json_pack("{s:O,s:O,s:b,s:I,s:s%}",
+                     "key", json_object_get(criterion, "key"),
+                     "description", desc ? desc : json_null(),
+                     "met", 1, "turn", (json_int_t) hit->turn,
+                     "quote", (char *) d + b, e - b);
 }
 
 

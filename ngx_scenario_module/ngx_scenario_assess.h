@@ -42,7 +42,9 @@ typedef struct {
  *    "dimensions":{"empathy","clarity","resolution","efficiency"},
  *    "feedback":["...", ...],
  *    "metrics":{"turns","duration_s","avg_response_s"},
- *    "criteria":[{"key","met"}], "satisfied":true|false,
+ *    "criteria":[{"key","description","met","turn","quote"}] (quote: an
+ *    exact substring of that turn's message, turn and quote null if unmet),
+ *    "satisfied":true|false,
  *    "weights":{...the four weights used for overall...},
  *    "graded_by":"rules"}
  * NULL only when memory runs out.

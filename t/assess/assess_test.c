@@ -813,6 +813,34 @@ test_gaming(json_t *db)
        "the persona's words copied back meet nothing and are named");
     json_decref(a);
 
+    /* every met criterion quotes an exact substring of its turn */
+    met = 0;
+    json_array_foreach(json_object_get(p, "criteria"), i, c) {
+        const char  *q;
+        long long    t, k, u;
+
+        if (!json_is_true(json_object_get(c, "met"))) {
+            met += json_is_null(json_object_get(c, "quote"))
+                   && json_is_null(json_object_get(c, "turn"))
+                   && json_is_string(json_object_get(c, "description"));
+            continue;
+        }
+
+        q = json_string_value(json_object_get(c, "quote"));
+        t = json_integer_value(json_object_get(c, "turn"));
+
+        for (k = 0, u = 0; refund_polite[k].role; k++) {
+            if (strcmp(refund_polite[k].role, "user") == 0 && ++u == t) {
+                met += q && *q && strstr(refund_polite[k].content, q) != NULL
+                       && json_is_string(json_object_get(c, "description"));
+                break;
+            }
+        }
+    }
+    is_int(met, json_array_size(json_object_get(p, "criteria")),
+           "each criterion carries its description, and its turn and an "
+           "exact quote when met");
+
     json_decref(p);
 }
 
