@@ -161,7 +161,9 @@ static size_t ngx_scenario_assess_norm(u_char *dst, size_t max,
     ngx_str_t *src);
 static ngx_uint_t ngx_scenario_assess_salad(ngx_str_t *text);
 static json_t *ngx_scenario_assess_evidence(json_t *criterion,
-    ngx_scenario_assess_hit_t *hit);
+    ngx_scenario_assess_hit_t *hit, ngx_str_t *good);
+static void ngx_scenario_assess_sentence(ngx_scenario_assess_hit_t *hit,
+    size_t *bp, size_t *ep);
 static ngx_uint_t ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
     ngx_scenario_assess_msg_t *msgs, ngx_uint_t i);
 static ngx_uint_t ngx_scenario_assess_contains(u_char *hay, size_t hlen,
@@ -517,7 +519,8 @@ ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
 
     for (i = 0; i < s.ncriteria; i++) {
         if (json_array_append_new(crit,
-                ngx_scenario_assess_evidence(s.criterion[i], &s.evidence[i]))
+                ngx_scenario_assess_evidence(s.criterion[i], &s.evidence[i],
+                                             &sc->good_resolution))
             != 0)
         {
             json_decref(weights);
@@ -638,20 +641,57 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
  */
 
 static json_t *
-ngx_scenario_assess_evidence(json_t *criterion, ngx_scenario_assess_hit_t *hit)
+ngx_scenario_assess_evidence(json_t *criterion, ngx_scenario_assess_hit_t *hit,
+    ngx_str_t *good)
 {
-    u_char      c, *d;
-    json_t     *desc;
-    size_t      b, e, max;
+    json_t                     *desc;
+    size_t                      b, e;
+    ngx_scenario_assess_hit_t   tip;
 
     desc = json_object_get(criterion, "description");
 
     if (hit->text == NULL) {
-        return json_pack("{s:O,s:O,s:b,s:n,s:n}",
+        /* the model answer's sentence on this criterion, if it has one */
+        ngx_memzero(&tip, sizeof(ngx_scenario_assess_hit_t));
+
+        if (good == NULL || good->len == 0
+            || !ngx_scenario_assess_keywords(json_object_get(criterion,
+                                                             "keywords"),
+                                             good, &tip))
+        {
+            return json_pack("{s:O,s:O,s:b,s:n,s:n}",
+                             "key", json_object_get(criterion, "key"),
+                             "description", desc ? desc : json_null(),
+                             "met", 0, "turn", "quote");
+        }
+
+        ngx_scenario_assess_sentence(&tip, &b, &e);
+
+        return json_pack("{s:O,s:O,s:b,s:n,s:n,s:s%}",
                          "key", json_object_get(criterion, "key"),
                          "description", desc ? desc : json_null(),
-                         "met", 0, "turn", "quote");
+                         "met", 0, "turn", "quote",
+                         "suggestion", (char *) good->data + b, e - b);
     }
+
+    ngx_scenario_assess_sentence(hit, &b, &e);
+
+    return json_pack("{s:O,s:O,s:b,s:I,s:s%}",
+                     "key", json_object_get(criterion, "key"),
+                     "description", desc ? desc : json_null(),
+                     "met", 1, "turn", (json_int_t) hit->turn,
+                     "quote", (char *) hit->text->data + b, e - b);
+}
+
+
+/* the sentence around hit, [*b, *e) of hit->text, cut on a character */
+
+static void
+ngx_scenario_assess_sentence(ngx_scenario_assess_hit_t *hit, size_t *bp,
+    size_t *ep)
+{
+    u_char  c, *d;
+    size_t  b, e, max;
 
     d = hit->text->data;
     max = NGX_SCENARIO_ASSESS_DESCRIPTION;
@@ -679,13 +719,8 @@ ngx_scenario_assess_evidence(json_t *criterion, ngx_scenario_assess_hit_t *hit)
         }
     }
 
-    e = b + ngx_scenario_assess_cut(d + b, e - b, max);
-
-    return json_pack("{s:O,s:O,s:b,s:I,s:s%}",
-                     "key", json_object_get(criterion, "key"),
-                     "description", desc ? desc : json_null(),
-                     "met", 1, "turn", (json_int_t) hit->turn,
-                     "quote", (char *) d + b, e - b);
+    *bp = b;
+    *ep = b + ngx_scenario_assess_cut(d + b, e - b, max);
 }
 
 

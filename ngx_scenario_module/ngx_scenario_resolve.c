@@ -276,6 +276,7 @@ ngx_scenario_resolve_transcript(ngx_http_request_t *r,
     v = ngx_pg_value(res, 0, 6);
     rs->good.data = ngx_pstrdup(r->pool, &v);
     rs->good.len = v.len;
+    rs->sc.good_resolution = rs->good;
 
     rs->nmsgs = json_array_size(rs->messages);
     rs->msgs = ngx_pcalloc(r->pool, (rs->nmsgs + 1)

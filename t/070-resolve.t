@@ -109,6 +109,12 @@ subtest 'a polite, effective conversation scores clearly above a rude one' => su
     is $res->{status}, 200, 'answered 200';
     my $rude = json_decode($res->{body})->{performance}{overall};
     cmp_ok $polite_score - $rude, '>=', 25, "polite $polite_score vs rude $rude";
+    my $good = pg_exec(q{SELECT good_resolution FROM scenarios
+        WHERE slug = 'refund-angry-customer'});
+    my @tips = grep { !$_->{met} && defined $_->{suggestion} }
+        @{ json_decode($res->{body})->{performance}{criteria} };
+    ok @tips && !(grep { index($good, $_->{suggestion}) < 0 } @tips),
+       'unmet criteria suggest sentences of the good resolution';
 };
 
 subtest '20 concurrent resolves award XP exactly once' => sub {

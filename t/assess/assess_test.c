@@ -374,6 +374,8 @@ show(const char *name, json_t *a)
 static void
 scenario(ngx_scenario_assess_scenario_t *sc, json_t *row)
 {
+    sc->good_resolution.len = 0;
+    sc->good_resolution.data = NULL;
     sc->criteria = json_object_get(row, "success_criteria");
     sc->weights = json_object_get(row, "weights");
     sc->target_turns = json_integer_value(json_object_get(row,
@@ -784,6 +786,21 @@ test_gaming(json_t *db)
         met += json_is_true(json_object_get(c, "met"));
     }
     is_int(met, 0, "a list of keywords meets no criterion");
+    json_decref(a);
+
+    /* an unmet criterion suggests the model answer's own sentence */
+    sc.good_resolution.data = (u_char *) "Apologize first. Then offer a "
+        "full refund of the express fee! Confirm by email.";
+    sc.good_resolution.len = strlen((char *) sc.good_resolution.data);
+    a = run(&sc, stuffed);
+    c = json_array_get(json_object_get(a, "criteria"), 2);
+    ok(json_is_false(json_object_get(c, "met"))
+       && json_is_string(json_object_get(c, "suggestion"))
+       && strcmp(json_string_value(json_object_get(c, "suggestion")),
+                 "Then offer a full refund of the express fee!") == 0,
+       "the unmet refund criterion suggests \"%s\"",
+       json_string_value(json_object_get(c, "suggestion")));
+    sc.good_resolution.len = 0;
     ok(says(a, "Turn 1 reads as a list of keywords", NULL)
        && says(a, "Turn 2 reads as a list of keywords", NULL),
        "the keyword lists are named in the feedback");
