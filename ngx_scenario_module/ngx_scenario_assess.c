@@ -59,6 +59,15 @@
 #define NGX_SCENARIO_ASSESS_LATE_MS       300000  /* no latency marks */
 #define NGX_SCENARIO_ASSESS_SLOW_MS       120000  /* a reply worth a remark */
 #define NGX_SCENARIO_ASSESS_DEFAULT_TURNS 6
+#define NGX_SCENARIO_ASSESS_MAX_TURNS     64      /* turns checked for games */
+#define NGX_SCENARIO_ASSESS_NORM          512     /* bytes of a turn compared */
+#define NGX_SCENARIO_ASSESS_PERSONA_NORM  4096    /* ... of a persona line */
+#define NGX_SCENARIO_ASSESS_SALAD_WORDS   6       /* shorter: never salad */
+#define NGX_SCENARIO_ASSESS_SALAD_PCT     15      /* function words below: */
+#define NGX_SCENARIO_ASSESS_COPY_WORDS    6       /* a copy this long counts */
+#define NGX_SCENARIO_ASSESS_FILLER_WORDS  30      /* shorter: never filler */
+#define NGX_SCENARIO_ASSESS_FILLER_RATIO  40      /* words per on-topic word */
+#define NGX_SCENARIO_ASSESS_TOPIC_LEN     5       /* bytes of a topic word */
 #define NGX_SCENARIO_ASSESS_QUOTE         72      /* bytes quoted after */
 #define NGX_SCENARIO_ASSESS_LEAD          64      /* ... and before a hit */
 #define NGX_SCENARIO_ASSESS_DESCRIPTION   160     /* bytes of a criterion */
@@ -79,6 +88,15 @@ enum {
     NGX_SCENARIO_ASSESS_RESOLUTION,
     NGX_SCENARIO_ASSESS_EFFICIENCY,
     NGX_SCENARIO_ASSESS_DIMS
+};
+
+
+enum {
+    NGX_SCENARIO_ASSESS_VOID_NONE = 0,
+    NGX_SCENARIO_ASSESS_VOID_SALAD,
+    NGX_SCENARIO_ASSESS_VOID_REPEAT,
+    NGX_SCENARIO_ASSESS_VOID_COPY,
+    NGX_SCENARIO_ASSESS_VOID_FILLER
 };
 
 
@@ -123,6 +141,11 @@ typedef struct {
     ngx_scenario_assess_hit_t      terse;
     ngx_scenario_assess_hit_t      thanks;
 
+    /* why a turn earns nothing: NGX_SCENARIO_ASSESS_VOID_* per turn */
+    u_char                         voided[NGX_SCENARIO_ASSESS_MAX_TURNS + 1];
+    ngx_uint_t                     nvoided;
+    json_t                        *rubric;   /* the scenario's criteria */
+
     ngx_uint_t                     ncriteria;
     ngx_uint_t                     met;
     json_t                        *criterion[NGX_SCENARIO_ASSESS_MAX_CRITERIA];
@@ -132,6 +155,21 @@ typedef struct {
 
 static void ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
     ngx_scenario_assess_msg_t *msgs, ngx_uint_t n);
+static ngx_uint_t ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i, ngx_uint_t turn);
+static size_t ngx_scenario_assess_norm(u_char *dst, size_t max,
+    ngx_str_t *src);
+static ngx_uint_t ngx_scenario_assess_salad(ngx_str_t *text);
+static json_t *ngx_scenario_assess_evidence(json_t *criterion,
+    ngx_scenario_assess_hit_t *hit, ngx_str_t *good);
+static void ngx_scenario_assess_sentence(ngx_scenario_assess_hit_t *hit,
+    size_t *bp, size_t *ep);
+static ngx_uint_t ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i);
+static ngx_uint_t ngx_scenario_assess_contains(u_char *hay, size_t hlen,
+    u_char *needle, size_t nlen);
+static void ngx_scenario_assess_say_void(json_t *fb,
+    ngx_scenario_assess_signals_t *s);
 static void ngx_scenario_assess_reply(ngx_scenario_assess_signals_t *s,
     ngx_str_t *text, ngx_uint_t turn);
 static void ngx_scenario_assess_criteria(ngx_scenario_assess_signals_t *s,
@@ -200,6 +238,37 @@ static const char  *ngx_scenario_assess_dims[] = {
  * are short on purpose: every entry must be unambiguous enough to quote
  * back to the trainee as evidence.
  */
+
+/*
+ * Function words: natural English sentences are built on them (about half
+ * of running text); a run of rubric keywords has almost none.  Whole words,
+ * lower case; another language adds its rows here, no code.
+ */
+static ngx_str_t  ngx_scenario_assess_function_lex[] = {
+    ngx_string("a"), ngx_string("an"), ngx_string("the"), ngx_string("i"),
+    ngx_string("you"), ngx_string("we"), ngx_string("it"),
+    ngx_string("they"), ngx_string("he"), ngx_string("she"),
+    ngx_string("me"), ngx_string("us"), ngx_string("my"), ngx_string("your"),
+    ngx_string("our"), ngx_string("this"), ngx_string("that"),
+    ngx_string("is"), ngx_string("are"), ngx_string("was"),
+    ngx_string("be"), ngx_string("will"), ngx_string("can"),
+    ngx_string("have"), ngx_string("has"), ngx_string("do"),
+    ngx_string("to"), ngx_string("of"), ngx_string("for"), ngx_string("in"),
+    ngx_string("on"), ngx_string("at"), ngx_string("with"),
+    ngx_string("and"), ngx_string("or"), ngx_string("but"),
+    ngx_string("so"), ngx_string("if"), ngx_string("not"),
+    ngx_string("i'm"), ngx_string("i'll"), ngx_string("we'll"),
+    ngx_string("it's"), ngx_string("that's"), ngx_string("you're"),
+    ngx_string("don't"), ngx_string("would"), ngx_string("could"),
+    /* French */
+    ngx_string("je"), ngx_string("suis"), ngx_string("vous"),
+    ngx_string("nous"), ngx_string("le"), ngx_string("la"),
+    ngx_string("les"), ngx_string("de"), ngx_string("des"),
+    ngx_string("et"), ngx_string("un"), ngx_string("une"),
+    ngx_string("pour"), ngx_string("est"),
+    ngx_null_string
+};
+
 
 static ngx_str_t  ngx_scenario_assess_ack_lex[] = {
     ngx_string("i understand"),
@@ -432,6 +501,7 @@ ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
     target = sc->target_turns > 0 ? sc->target_turns
                                   : NGX_SCENARIO_ASSESS_DEFAULT_TURNS;
 
+    s.rubric = sc->criteria;
     ngx_scenario_assess_scan(&s, msgs, n);
     ngx_scenario_assess_criteria(&s, sc->criteria, msgs, n);
     ngx_scenario_assess_score(&s, target, dim);
@@ -448,9 +518,9 @@ ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
     }
 
     for (i = 0; i < s.ncriteria; i++) {
-        if (json_array_append_new(crit, json_pack("{s:O,s:b}",
-                "key", json_object_get(s.criterion[i], "key"),
-                "met", s.evidence[i].text != NULL))
+        if (json_array_append_new(crit,
+                ngx_scenario_assess_evidence(s.criterion[i], &s.evidence[i],
+                                             &sc->good_resolution))
             != 0)
         {
             json_decref(weights);
@@ -528,7 +598,14 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
         }
 
         s->turns++;
-        ngx_scenario_assess_reply(s, &m->content, s->turns);
+
+        if (ngx_scenario_assess_gamed(s, msgs, i, s->turns)) {
+            /* counted as a turn and its length, credited with nothing */
+            s->words += ngx_scenario_assess_words(&m->content);
+
+        } else {
+            ngx_scenario_assess_reply(s, &m->content, s->turns);
+        }
 
         /* only the first reply to a persona message has a response time */
         if (asked && asked->at_ms > 0 && m->at_ms > 0) {
@@ -547,10 +624,406 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
 
     s->duration_ms = last > first ? last - first : 0;
 
-    if (persona) {
+    /* a closing line won by keyword lists or repeats is not earned */
+    if (persona && s->nvoided < s->turns) {
         s->satisfied = ngx_scenario_assess_lexicon(&persona->content,
                            ngx_scenario_assess_thanks_lex, 0, &s->thanks)
                        != 0;
+    }
+}
+
+
+/*
+ * A criterion with its evidence: {"key","description","met","turn","quote"},
+ * quote being the sentence of the trainee's message that met it, an exact
+ * substring of the message (at most NGX_SCENARIO_ASSESS_DESCRIPTION bytes,
+ * cut on a character boundary); turn and quote are null when unmet.
+ */
+
+static json_t *
+ngx_scenario_assess_evidence(json_t *criterion, ngx_scenario_assess_hit_t *hit,
+    ngx_str_t *good)
+{
+    json_t                     *desc;
+    size_t                      b, e;
+    ngx_scenario_assess_hit_t   tip;
+
+    desc = json_object_get(criterion, "description");
+
+    if (hit->text == NULL) {
+        /* the model answer's sentence on this criterion, if it has one */
+        ngx_memzero(&tip, sizeof(ngx_scenario_assess_hit_t));
+
+        if (good == NULL || good->len == 0
+            || !ngx_scenario_assess_keywords(json_object_get(criterion,
+                                                             "keywords"),
+                                             good, &tip))
+        {
+            return json_pack("{s:O,s:O,s:b,s:n,s:n}",
+                             "key", json_object_get(criterion, "key"),
+                             "description", desc ? desc : json_null(),
+                             "met", 0, "turn", "quote");
+        }
+
+        ngx_scenario_assess_sentence(&tip, &b, &e);
+
+        return json_pack("{s:O,s:O,s:b,s:n,s:n,s:s%}",
+                         "key", json_object_get(criterion, "key"),
+                         "description", desc ? desc : json_null(),
+                         "met", 0, "turn", "quote",
+                         "suggestion", (char *) good->data + b, e - b);
+    }
+
+    ngx_scenario_assess_sentence(hit, &b, &e);
+
+    return json_pack("{s:O,s:O,s:b,s:I,s:s%}",
+                     "key", json_object_get(criterion, "key"),
+                     "description", desc ? desc : json_null(),
+                     "met", 1, "turn", (json_int_t) hit->turn,
+                     "quote", (char *) hit->text->data + b, e - b);
+}
+
+
+/* the sentence around hit, [*b, *e) of hit->text, cut on a character */
+
+static void
+ngx_scenario_assess_sentence(ngx_scenario_assess_hit_t *hit, size_t *bp,
+    size_t *ep)
+{
+    u_char  c, *d;
+    size_t  b, e, max;
+
+    d = hit->text->data;
+    max = NGX_SCENARIO_ASSESS_DESCRIPTION;
+
+    for (b = hit->pos; b > 0; b--) {
+        c = d[b - 1];
+        if (c == '.' || c == '!' || c == '?' || c == '\n'
+            || hit->pos - b >= max / 2)
+        {
+            break;
+        }
+    }
+
+    while (b < hit->pos && (ngx_scenario_assess_space(d[b])
+                            || (d[b] & 0xc0) == 0x80))
+    {
+        b++;
+    }
+
+    for (e = hit->pos + hit->len; e < hit->text->len; e++) {
+        c = d[e];
+        if (c == '.' || c == '!' || c == '?' || c == '\n') {
+            e += (c != '\n');
+            break;
+        }
+    }
+
+    *bp = b;
+    *ep = b + ngx_scenario_assess_cut(d + b, e - b, max);
+}
+
+
+/*
+ * Whether turn (msgs[i], a trainee message) is a game rather than a reply:
+ * a list of keywords, the same text as an earlier turn (or contained in
+ * one), or a run of the persona's own words copied back.  Such a turn is
+ * recorded in s->voided and earns nothing.
+ */
+
+static ngx_uint_t
+ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i, ngx_uint_t turn)
+{
+    u_char      a[NGX_SCENARIO_ASSESS_NORM], b[NGX_SCENARIO_ASSESS_NORM];
+    u_char      p[NGX_SCENARIO_ASSESS_PERSONA_NORM];
+    size_t      alen, blen, plen, min;
+    ngx_uint_t  k, why;
+
+    if (turn > NGX_SCENARIO_ASSESS_MAX_TURNS) {
+        return 0;
+    }
+
+    why = NGX_SCENARIO_ASSESS_VOID_NONE;
+    alen = ngx_scenario_assess_norm(a, sizeof(a), &msgs[i].content);
+
+    /* ~ NGX_SCENARIO_ASSESS_COPY_WORDS short words */
+    min = NGX_SCENARIO_ASSESS_COPY_WORDS * 4;
+
+    if (ngx_scenario_assess_salad(&msgs[i].content)) {
+        why = NGX_SCENARIO_ASSESS_VOID_SALAD;
+    }
+
+    for (k = 0; why == NGX_SCENARIO_ASSESS_VOID_NONE && k < i; k++) {
+
+        if (ngx_scenario_assess_is(&msgs[k].role, "user")) {
+            blen = ngx_scenario_assess_norm(b, sizeof(b), &msgs[k].content);
+
+            if (alen && blen
+                && ((alen == blen && ngx_memcmp(a, b, alen) == 0)
+                    || (alen >= min
+                        && ngx_scenario_assess_contains(b, blen, a, alen))
+                    || (blen >= min
+                        && ngx_scenario_assess_contains(a, alen, b, blen))))
+            {
+                why = NGX_SCENARIO_ASSESS_VOID_REPEAT;
+            }
+
+        } else if (ngx_scenario_assess_is(&msgs[k].role, "assistant")
+                   && alen >= min
+                   && ngx_scenario_assess_words(&msgs[i].content)
+                      >= NGX_SCENARIO_ASSESS_COPY_WORDS)
+        {
+            plen = ngx_scenario_assess_norm(p, sizeof(p), &msgs[k].content);
+
+            if (ngx_scenario_assess_contains(p, plen, a, alen)) {
+                why = NGX_SCENARIO_ASSESS_VOID_COPY;
+            }
+        }
+    }
+
+    if (why == NGX_SCENARIO_ASSESS_VOID_NONE
+        && ngx_scenario_assess_filler(s, msgs, i))
+    {
+        why = NGX_SCENARIO_ASSESS_VOID_FILLER;
+    }
+
+    s->voided[turn] = (u_char) why;
+
+    if (why != NGX_SCENARIO_ASSESS_VOID_NONE) {
+        s->nvoided++;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Lower-case ASCII letters, digits and UTF-8 bytes, every other run of
+ * bytes one space: "Sorry -- SORRY!" and "sorry sorry" compare equal.
+ */
+
+static size_t
+ngx_scenario_assess_norm(u_char *dst, size_t max, ngx_str_t *src)
+{
+    u_char  c;
+    size_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < src->len && n < max; i++) {
+        c = src->data[i];
+
+        if (ngx_scenario_assess_wordc(c)) {
+            dst[n++] = (c >= 'A' && c <= 'Z') ? (u_char) (c | 0x20) : c;
+
+        } else if (n && dst[n - 1] != ' ') {
+            dst[n++] = ' ';
+        }
+    }
+
+    while (n && dst[n - 1] == ' ') {
+        n--;
+    }
+
+    return n;
+}
+
+
+/*
+ * Word salad: at least NGX_SCENARIO_ASSESS_SALAD_WORDS words of which
+ * fewer than NGX_SCENARIO_ASSESS_SALAD_PCT per cent are function words.
+ */
+
+static ngx_uint_t
+ngx_scenario_assess_salad(ngx_str_t *text)
+{
+    u_char      c, w[16];
+    size_t      i, n;
+    ngx_uint_t  words, fn, k;
+
+    words = 0;
+    fn = 0;
+    n = 0;
+
+    for (i = 0; i <= text->len; i++) {
+        c = i < text->len ? text->data[i] : ' ';
+
+        if (ngx_scenario_assess_wordc(c) || c == '\'') {
+            if (n < sizeof(w)) {
+                w[n] = (c >= 'A' && c <= 'Z') ? (u_char) (c | 0x20) : c;
+            }
+            n++;
+            continue;
+        }
+
+        if (n == 0) {
+            continue;
+        }
+
+        words++;
+
+        for (k = 0; n <= sizeof(w) && ngx_scenario_assess_function_lex[k].len;
+             k++)
+        {
+            if (ngx_scenario_assess_function_lex[k].len == n
+                && ngx_memcmp(ngx_scenario_assess_function_lex[k].data, w, n)
+                   == 0)
+            {
+                fn++;
+                break;
+            }
+        }
+
+        n = 0;
+    }
+
+    return words >= NGX_SCENARIO_ASSESS_SALAD_WORDS
+           && fn * 100 < words * NGX_SCENARIO_ASSESS_SALAD_PCT;
+}
+
+
+/*
+ * Off-topic filler: a long turn in which fewer than one word in
+ * NGX_SCENARIO_ASSESS_FILLER_RATIO is on topic, that is, a word of at least
+ * NGX_SCENARIO_ASSESS_TOPIC_LEN bytes that the persona used earlier or that
+ * contains a rubric keyword.
+ */
+
+static ngx_uint_t
+ngx_scenario_assess_filler(ngx_scenario_assess_signals_t *s,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t i)
+{
+    u_char      a[NGX_SCENARIO_ASSESS_NORM + 2];
+    u_char      p[NGX_SCENARIO_ASSESS_PERSONA_NORM + 2];
+    json_t     *c, *kw;
+    size_t      alen, plen, w, e, j, ki, mlen;
+    ngx_str_t   word, needle;
+    ngx_uint_t  words, topic, k, hit;
+
+    words = ngx_scenario_assess_words(&msgs[i].content);
+    if (words < NGX_SCENARIO_ASSESS_FILLER_WORDS) {
+        return 0;
+    }
+
+    /* " one two ": every word between spaces */
+    a[0] = ' ';
+    alen = ngx_scenario_assess_norm(a + 1, NGX_SCENARIO_ASSESS_NORM,
+                                    &msgs[i].content) + 1;
+    a[alen] = ' ';
+    topic = 0;
+
+    for (w = 1; w < alen; w = e + 1) {
+        for (e = w; a[e] != ' '; e++) { /* void */ }
+
+        if (e - w < NGX_SCENARIO_ASSESS_TOPIC_LEN) {
+            continue;
+        }
+
+        hit = 0;
+
+        for (k = 0; !hit && k < i; k++) {
+            if (!ngx_scenario_assess_is(&msgs[k].role, "assistant")) {
+                continue;
+            }
+
+            p[0] = ' ';
+            plen = ngx_scenario_assess_norm(p + 1,
+                       NGX_SCENARIO_ASSESS_PERSONA_NORM, &msgs[k].content);
+            p[plen + 1] = ' ';
+
+            hit = ngx_scenario_assess_contains(p, plen + 2, a + w - 1,
+                                               e - w + 2);
+        }
+
+        word.data = a + w;
+        word.len = e - w;
+
+        if (!hit && json_is_array(s->rubric)) {
+            json_array_foreach(s->rubric, j, c) {
+                json_array_foreach(json_object_get(c, "keywords"), ki, kw) {
+                    if (!json_is_string(kw)) {
+                        continue;
+                    }
+
+                    needle.data = (u_char *) json_string_value(kw);
+                    needle.len = json_string_length(kw);
+
+                    if (ngx_scenario_assess_find(&word, &needle, 0, &mlen)
+                        >= 0)
+                    {
+                        hit = 1;
+                        break;
+                    }
+                }
+
+                if (hit) {
+                    break;
+                }
+            }
+        }
+
+        topic += hit;
+    }
+
+    return topic * NGX_SCENARIO_ASSESS_FILLER_RATIO < words;
+}
+
+
+static ngx_uint_t
+ngx_scenario_assess_contains(u_char *hay, size_t hlen, u_char *needle,
+    size_t nlen)
+{
+    size_t  i;
+
+    if (nlen == 0 || nlen > hlen) {
+        return 0;
+    }
+
+    for (i = 0; i + nlen <= hlen; i++) {
+        if (hay[i] == needle[0] && ngx_memcmp(hay + i, needle, nlen) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_scenario_assess_say_void(json_t *fb, ngx_scenario_assess_signals_t *s)
+{
+    ngx_uint_t  t;
+
+    for (t = 1; t <= s->turns && t <= NGX_SCENARIO_ASSESS_MAX_TURNS; t++) {
+        switch (s->voided[t]) {
+
+        case NGX_SCENARIO_ASSESS_VOID_SALAD:
+            ngx_scenario_assess_say(fb, "Turn %u reads as a list of "
+                                    "keywords, not a reply: it earns "
+                                    "nothing.", (unsigned) t);
+            break;
+
+        case NGX_SCENARIO_ASSESS_VOID_REPEAT:
+            ngx_scenario_assess_say(fb, "Turn %u repeats an earlier message: "
+                                    "it earns nothing.", (unsigned) t);
+            break;
+
+        case NGX_SCENARIO_ASSESS_VOID_FILLER:
+            ngx_scenario_assess_say(fb, "Turn %u is off-topic filler, not a "
+                                    "reply: it earns nothing.", (unsigned) t);
+            break;
+
+        case NGX_SCENARIO_ASSESS_VOID_COPY:
+            ngx_scenario_assess_say(fb, "Turn %u copies the other person's "
+                                    "own words back: it earns nothing.",
+                                    (unsigned) t);
+            break;
+
+        default:
+            break;
+        }
     }
 }
 
@@ -705,6 +1178,12 @@ ngx_scenario_assess_criteria(ngx_scenario_assess_signals_t *s,
 
             turn++;
 
+            if (turn <= NGX_SCENARIO_ASSESS_MAX_TURNS
+                && s->voided[turn] != NGX_SCENARIO_ASSESS_VOID_NONE)
+            {
+                continue;
+            }
+
             if (ngx_scenario_assess_keywords(json_object_get(c, "keywords"),
                                              &msgs[k].content, hit))
             {
@@ -770,7 +1249,8 @@ ngx_scenario_assess_score(ngx_scenario_assess_signals_t *s, ngx_int_t target,
 
     v = 25 + (s->ack.text ? 30 : 0) + (s->apology.text ? 15 : 0)
         + (s->warm >= 2 ? 10 : 0) + 5 * ngx_min(questions, 4)
-        - 30 * rude - 10 * (ngx_int_t) ngx_min(s->shorts, 2);
+        - 30 * rude - 10 * (ngx_int_t) ngx_min(s->shorts, 2)
+        - 10 * (ngx_int_t) ngx_min(s->nvoided, 2);
     dim[NGX_SCENARIO_ASSESS_EMPATHY] = ngx_scenario_assess_clamp(v);
 
     avg = ngx_scenario_assess_div(s->words, s->turns);
@@ -781,6 +1261,7 @@ ngx_scenario_assess_score(ngx_scenario_assess_signals_t *s, ngx_int_t target,
         - 15 * vague
         - 10 * (ngx_int_t) ngx_min(s->shorts, 3)
         - 15 * (ngx_int_t) ngx_min(s->longs, 3)
+        - 15 * (ngx_int_t) ngx_min(s->nvoided, 3)
         - 10 * rude;
     dim[NGX_SCENARIO_ASSESS_CLARITY] = ngx_scenario_assess_clamp(v);
 
@@ -792,7 +1273,8 @@ ngx_scenario_assess_score(ngx_scenario_assess_signals_t *s, ngx_int_t target,
     }
 
     v += (s->satisfied ? 30 : 0) + (s->steps ? 10 : 0)
-         - 15 * vague - 15 * rude;
+         - 15 * vague - 15 * rude
+         - 10 * (ngx_int_t) ngx_min(s->nvoided, 3);
     dim[NGX_SCENARIO_ASSESS_RESOLUTION] = ngx_scenario_assess_clamp(v);
 
     dim[NGX_SCENARIO_ASSESS_EFFICIENCY] =
@@ -836,7 +1318,10 @@ ngx_scenario_assess_efficiency(ngx_scenario_assess_signals_t *s,
         }
     }
 
-    return ngx_scenario_assess_div(7 * pace + 3 * latency, 10);
+    /* a quick dismissal is not efficient either (issue 8, item 2) */
+    return ngx_scenario_assess_clamp(
+               ngx_scenario_assess_div(7 * pace + 3 * latency, 10)
+               - 20 * (ngx_int_t) ngx_min(s->rude_replies, 3));
 }
 
 
@@ -955,6 +1440,7 @@ ngx_scenario_assess_feedback(ngx_scenario_assess_signals_t *s,
                                 "resolution.");
     }
 
+    ngx_scenario_assess_say_void(fb, s);
     ngx_scenario_assess_say_criteria(fb, s);
     ngx_scenario_assess_say_manner(fb, s);
     ngx_scenario_assess_say_length(fb, s);

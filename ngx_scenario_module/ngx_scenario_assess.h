@@ -33,6 +33,8 @@ typedef struct {
                                 "resolution":w,"efficiency":w} */
     ngx_int_t   target_turns;
     ngx_str_t   difficulty;
+    ngx_str_t   good_resolution;  /* unmet criteria's suggestions; may be
+                                     empty */
 } ngx_scenario_assess_scenario_t;
 
 
@@ -42,7 +44,11 @@ typedef struct {
  *    "dimensions":{"empathy","clarity","resolution","efficiency"},
  *    "feedback":["...", ...],
  *    "metrics":{"turns","duration_s","avg_response_s"},
- *    "criteria":[{"key","met"}], "satisfied":true|false,
+ *    "criteria":[{"key","description","met","turn","quote"}] (quote: an
+ *    exact substring of that turn's message, turn and quote null if unmet;
+ *    an unmet one has a "suggestion": the sentence of good_resolution
+ *    holding one of its keywords, when there is one),
+ *    "satisfied":true|false,
  *    "weights":{...the four weights used for overall...},
  *    "graded_by":"rules"}
  * NULL only when memory runs out.

@@ -60,6 +60,8 @@ static void ngx_scenario_resolve_totals(ngx_http_request_t *r,
     PGresult *res, ngx_int_t rc);
 static void ngx_scenario_resolve_answer(ngx_http_request_t *r);
 static json_t *ngx_scenario_resolve_shape(json_t *in);
+static json_t *ngx_scenario_resolve_pack(json_t *in, json_t *p, json_t *d,
+    json_t *w);
 static void ngx_scenario_resolve_tell(ngx_http_request_t *r,
     ngx_scenario_resolve_t *rs);
 
@@ -274,6 +276,7 @@ ngx_scenario_resolve_transcript(ngx_http_request_t *r,
     v = ngx_pg_value(res, 0, 6);
     rs->good.data = ngx_pstrdup(r->pool, &v);
     rs->good.len = v.len;
+    rs->sc.good_resolution = rs->good;
 
     rs->nmsgs = json_array_size(rs->messages);
     rs->msgs = ngx_pcalloc(r->pool, (rs->nmsgs + 1)
@@ -558,12 +561,35 @@ ngx_scenario_resolve_answer(ngx_http_request_t *r)
 static json_t *
 ngx_scenario_resolve_shape(json_t *in)
 {
-    json_t  *p, *d, *w;
+    json_t      *p, *d, *w, *out, *op, *v;
+    ngx_uint_t   i;
+
+    /* additive keys of issue 8 (sql/008), after API.md's */
+    static const char  *extra[] = { "criteria", "pass_mark", "passed" };
 
     p = json_object_get(in, "performance");
     d = json_object_get(p, "dimensions");
     w = json_object_get(in, "rewards");
 
+    out = ngx_scenario_resolve_pack(in, p, d, w);
+    op = json_object_get(out, "performance");
+
+    for (i = 0; op && i < sizeof(extra) / sizeof(extra[0]); i++) {
+        v = json_object_get(p, extra[i]);
+
+        if (v && json_object_set(op, extra[i], v) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+
+    return out;
+}
+
+
+static json_t *
+ngx_scenario_resolve_pack(json_t *in, json_t *p, json_t *d, json_t *w)
+{
     return json_pack("{s:O,s:{s:O,s:{s:O,s:O,s:O,s:O},s:O,s:O},"
                      "s:{s:O,s:O,s:O,s:O,s:O}}",
                      "session_id", json_object_get(in, "session_id"),

@@ -147,9 +147,10 @@ subtest 'game_resolve: rewards, shape and idempotence' => sub {
     is_deeply [sort keys %$r], [qw(performance rewards session_id)],
         'top-level keys';
     is $r->{session_id}, $s, 'session_id';
+    # API.md's keys, plus the additive ones of issue 8 (sql/008)
     is_deeply [sort keys %{ $r->{performance} }],
-        [qw(dimensions feedback metrics overall)],
-        'performance has exactly the API keys';
+        [qw(criteria dimensions feedback metrics overall pass_mark passed)],
+        'performance has the API keys and the criteria, pass mark, passed';
     is $r->{performance}{overall}, 80, 'overall stored';
     is $r->{performance}{dimensions}{empathy}, 70, 'dimensions stored';
     is_deeply $r->{performance}{metrics},

@@ -82,6 +82,19 @@ subtest 'resolve answers the assessment and the rewards' => sub {
        'the first resolution unlocks "first_steps"');
     $polite_score = $p->{overall};
 
+    # issue 8: each criterion with its evidence, the pass mark and passed
+    my @said = map { $_->[1] } grep { $_->[0] eq 'user' } @polite;
+    my @met = grep { $_->{met} } @{ $p->{criteria} };
+    cmp_ok scalar(@met), '>=', 2, 'criteria are listed, some met';
+    is scalar(grep { my $c = $_; defined $c->{quote} && $c->{turn}
+                     && index($said[$c->{turn} - 1], $c->{quote}) >= 0 } @met),
+       scalar(@met), 'every met criterion quotes its turn exactly';
+    ok !(grep { !$_->{met} && defined $_->{quote} } @{ $p->{criteria} }),
+       'an unmet criterion quotes nothing';
+    is $p->{pass_mark}, 70, 'the default pass mark';
+    is(($p->{passed} ? 1 : 0), ($p->{overall} >= 70 ? 1 : 0),
+       'passed follows overall and the pass mark');
+
     is resolve($sid)->{body}, $first, 'resolving again answers the same, byte for byte';
     is pg_exec(q{SELECT count(*) FROM xp_ledger WHERE session_id = :'v1'}, $sid), 1,
         'and awards nothing more';
@@ -96,6 +109,12 @@ subtest 'a polite, effective conversation scores clearly above a rude one' => su
     is $res->{status}, 200, 'answered 200';
     my $rude = json_decode($res->{body})->{performance}{overall};
     cmp_ok $polite_score - $rude, '>=', 25, "polite $polite_score vs rude $rude";
+    my $good = pg_exec(q{SELECT good_resolution FROM scenarios
+        WHERE slug = 'refund-angry-customer'});
+    my @tips = grep { !$_->{met} && defined $_->{suggestion} }
+        @{ json_decode($res->{body})->{performance}{criteria} };
+    ok @tips && !(grep { index($good, $_->{suggestion}) < 0 } @tips),
+       'unmet criteria suggest sentences of the good resolution';
 };
 
 subtest '20 concurrent resolves award XP exactly once' => sub {

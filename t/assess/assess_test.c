@@ -374,6 +374,8 @@ show(const char *name, json_t *a)
 static void
 scenario(ngx_scenario_assess_scenario_t *sc, json_t *row)
 {
+    sc->good_resolution.len = 0;
+    sc->good_resolution.data = NULL;
     sc->criteria = json_object_get(row, "success_criteria");
     sc->weights = json_object_get(row, "weights");
     sc->target_turns = json_integer_value(json_object_get(row,
@@ -539,6 +541,9 @@ test_refund_details(json_t *db)
        && num(e, "overall") > num(r, "overall"),
        "polite but evasive lands between (%lld < %lld < %lld)",
        num(r, "overall"), num(e, "overall"), num(p, "overall"));
+    ok(num(e, "overall") - num(r, "overall") >= 15,
+       "rude ends at least 15 below polite but useless (%lld, %lld)",
+       num(r, "overall"), num(e, "overall"));
 
     /* overall is the weighted mean 2:1:2:1, rounded half up */
     is_int(num(p, "overall"),
@@ -630,14 +635,15 @@ test_edges(json_t *db)
     json_decref(a);
 
     /*
-     * a 202-word reply of two-byte characters: the quote is cut inside a
-     * run of them, on a character boundary (else it would be missing:
+     * a 202-word reply ending in two-byte characters: the quote is cut
+     * inside a run of them, on a character boundary (else it would be missing:
      * jansson refuses invalid UTF-8)
      */
     p = big;
     p += sprintf(p, "I understand. ");
-    for (i = 0; i < 200; i++) {
-        p += sprintf(p, "d\xc3\xa9j\xc3\xa0 ");
+    /* on topic and not a word list: half of it function words */
+    for (i = 0; i < 100; i++) {
+        p += sprintf(p, "the refund ");
     }
     sprintf(p, "I understand\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
@@ -654,7 +660,7 @@ test_edges(json_t *db)
     msgs[0].at_ms = T0_MS;
     msgs[1].role.data = (u_char *) "user";
     msgs[1].role.len = 4;
-    msgs[1].content.data = (u_char *) big + 14;  /* from "déjà" */
+    msgs[1].content.data = (u_char *) big + 14;  /* from "the refund" */
     msgs[1].content.len = strlen(big) - 14;
     msgs[1].at_ms = T0_MS + 20000;
 
@@ -690,6 +696,169 @@ test_edges(json_t *db)
            "fractional weights, integer rounding");
     json_decref(a);
     json_decref(w);
+}
+
+
+/*
+ * Games of issue 8: a list of the rubric's words, the same message again,
+ * the persona's own words copied back.  Such turns earn nothing, are named
+ * in the feedback and score below the polite transcript.
+ */
+
+static void
+test_gaming(json_t *db)
+{
+    json_t                          *a, *p;
+    size_t                           i;
+    json_t                          *c;
+    ngx_uint_t                       met;
+    ngx_scenario_assess_scenario_t   sc;
+
+    static line_t  stuffed[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl, the day after my mother's birthday. I want my money back "
+          "today.", 0 },
+        { "user", "sorry apologize understand frustrating birthday refund "
+          "replacement prepaid return label pickup courier today within 24 "
+          "hours confirmation email", 20 },
+        { "assistant", "What?", 30 },
+        { "user", "sorry apologize understand frustrating birthday refund "
+          "replacement prepaid return label pickup courier today within 24 "
+          "hours confirmation email", 40 },
+        { "assistant", "Thank you, that works for me.", 50 },
+        { NULL, NULL, 0 }
+    };
+
+    static line_t  repeated[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl. I want my money back today.", 0 },
+        { "user", "I'm sorry, I will refund you today.", 20 },
+        { "assistant", "And the broken mixer?", 30 },
+        { "user", "I'm sorry, I will refund you today!", 40 },
+        { "assistant", "You said that.", 50 },
+        { "user", "i'm SORRY -- i will refund you today", 60 },
+        { "assistant", "Goodbye.", 70 },
+        { NULL, NULL, 0 }
+    };
+
+    static line_t  copied[] = {
+        { "assistant", "I understand you are sorry, and I want a full refund "
+          "of the express fee and a prepaid return label for the courier.",
+          0 },
+        { "user", "I understand you are sorry, and I want a full refund of "
+          "the express fee and a prepaid return label.", 20 },
+        { "assistant", "Are you just repeating me?", 30 },
+        { NULL, NULL, 0 }
+    };
+
+    static line_t  filler[] = {
+        { "assistant", "My stand mixer arrived nine days late with a cracked "
+          "bowl. I want my money back today.", 0 },
+        { "user", "Did you know that the history of baking goes back "
+          "thousands of years, when people in ancient civilisations ground "
+          "grains between stones and cooked flat breads on hot rocks, and "
+          "over many centuries these simple methods grew into the wonderful "
+          "traditions of bread and pastry that bakers around the world "
+          "still love and practise with great care and skill, I am sorry.",
+          20 },
+        { "assistant", "What does that have to do with my mixer?", 30 },
+        { NULL, NULL, 0 }
+    };
+
+    if (!find_scenario(db, "refund-angry-customer", &sc)) {
+        ok(0, "refund-angry-customer: scenario found");
+        return;
+    }
+
+    p = run(&sc, refund_polite);
+
+    a = run(&sc, filler);
+    show("refund off-topic", a);
+    ok(says(a, "Turn 1 is off-topic filler", NULL)
+       && !says(a, "apologized", NULL),
+       "an off-topic wall of text earns nothing, not even its apology");
+    json_decref(a);
+
+    a = run(&sc, stuffed);
+    show("refund stuffed", a);
+    met = 0;
+    json_array_foreach(json_object_get(a, "criteria"), i, c) {
+        met += json_is_true(json_object_get(c, "met"));
+    }
+    is_int(met, 0, "a list of keywords meets no criterion");
+    json_decref(a);
+
+    /* an unmet criterion suggests the model answer's own sentence */
+    sc.good_resolution.data = (u_char *) "Apologize first. Then offer a "
+        "full refund of the express fee! Confirm by email.";
+    sc.good_resolution.len = strlen((char *) sc.good_resolution.data);
+    a = run(&sc, stuffed);
+    c = json_array_get(json_object_get(a, "criteria"), 2);
+    ok(json_is_false(json_object_get(c, "met"))
+       && json_is_string(json_object_get(c, "suggestion"))
+       && strcmp(json_string_value(json_object_get(c, "suggestion")),
+                 "Then offer a full refund of the express fee!") == 0,
+       "the unmet refund criterion suggests \"%s\"",
+       json_string_value(json_object_get(c, "suggestion")));
+    sc.good_resolution.len = 0;
+    ok(says(a, "Turn 1 reads as a list of keywords", NULL)
+       && says(a, "Turn 2 reads as a list of keywords", NULL),
+       "the keyword lists are named in the feedback");
+    ok(num(a, "overall") + 15 <= num(p, "overall"),
+       "stuffed (%lld) is far below polite (%lld)", num(a, "overall"),
+       num(p, "overall"));
+    ok(num(a, "dimensions.resolution") == 0
+       && num(a, "dimensions.empathy") <= 30,
+       "stuffed earns no resolution and little empathy");
+    json_decref(a);
+
+    a = run(&sc, repeated);
+    show("refund repeated", a);
+    ok(says(a, "Turn 2 repeats an earlier message", NULL)
+       && says(a, "Turn 3 repeats an earlier message", NULL)
+       && !says(a, "Turn 1 repeats", NULL),
+       "the same message again (case and punctuation aside) is named");
+    json_decref(a);
+
+    a = run(&sc, copied);
+    show("refund copied", a);
+    met = 0;
+    json_array_foreach(json_object_get(a, "criteria"), i, c) {
+        met += json_is_true(json_object_get(c, "met"));
+    }
+    ok(met == 0 && says(a, "Turn 1 copies the other person", NULL),
+       "the persona's words copied back meet nothing and are named");
+    json_decref(a);
+
+    /* every met criterion quotes an exact substring of its turn */
+    met = 0;
+    json_array_foreach(json_object_get(p, "criteria"), i, c) {
+        const char  *q;
+        long long    t, k, u;
+
+        if (!json_is_true(json_object_get(c, "met"))) {
+            met += json_is_null(json_object_get(c, "quote"))
+                   && json_is_null(json_object_get(c, "turn"))
+                   && json_is_string(json_object_get(c, "description"));
+            continue;
+        }
+
+        q = json_string_value(json_object_get(c, "quote"));
+        t = json_integer_value(json_object_get(c, "turn"));
+
+        for (k = 0, u = 0; refund_polite[k].role; k++) {
+            if (strcmp(refund_polite[k].role, "user") == 0 && ++u == t) {
+                met += q && *q && strstr(refund_polite[k].content, q) != NULL
+                       && json_is_string(json_object_get(c, "description"));
+                break;
+            }
+        }
+    }
+    is_int(met, json_array_size(json_object_get(p, "criteria")),
+           "each criterion carries its description, and its turn and an "
+           "exact quote when met");
+
+    json_decref(p);
 }
 
 
@@ -944,6 +1113,7 @@ main(int argc, char **argv)
     test_pair(db, "upset-tenant-heating", tenant_polite, tenant_rude);
     test_refund_details(db);
     test_edges(db);
+    test_gaming(db);
     test_blend(db);
     test_judge(db);
 

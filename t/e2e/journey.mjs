@@ -185,6 +185,12 @@ try {
     assert.ok(v >= 0 && v <= 100, `dimension ${d} shown (${v})`);
   }
   assert.ok(await page.locator('#feedback li').count() >= 1, 'feedback listed');
+  // issue 8: the checklist of criteria, quotes for met ones, passed or not
+  const crit = page.locator('#criteria li');
+  assert.ok(await crit.count() >= 3, 'the criteria are listed as a checklist');
+  assert.ok(await page.locator('#criteria li.met q').count()
+    === await page.locator('#criteria li.met').count(), 'every met criterion shows its quote');
+  assert.match(await page.locator('#passed').textContent(), /pass mark 70/, 'pass mark shown');
   const gained = Number((await page.locator('#xp-gained').textContent()).replace(/[^0-9]/g, ''));
   assert.ok(gained > 0, `XP gained shown (${gained})`);
   await page.waitForTimeout(1600);   // let the bars animate

@@ -220,6 +220,28 @@ function dimensionChart(dims) {
   return h('ul.dims', { id: 'dimensions', 'aria-label': 'Scores by dimension' }, rows);
 }
 
+// the rubric as a checklist: each goal met with the trainee's own words,
+// or not met (issue 8)
+function criteriaBlock(perf) {
+  const list = perf.criteria || [];
+  if (!list.length) return [];
+  return [
+    h('h2.sub', 'Checklist'),
+    perf.passed !== undefined
+      ? h('p', { id: 'passed' }, perf.passed
+        ? `Passed (pass mark ${perf.pass_mark}).`
+        : `Not passed yet (pass mark ${perf.pass_mark}).`)
+      : null,
+    h('ul.criteria', { id: 'criteria' }, list.map((c) => h('li',
+      { class: c.met ? 'met' : 'unmet', 'data-key': c.key },
+      h('span', c.met ? '\u2713 ' : '\u2717 '),
+      h('span', c.description || c.key),
+      c.met && c.quote ? h('q', c.quote) : null,
+      c.met && c.turn ? h('span.muted', ` (turn ${c.turn})`) : null,
+      !c.met && c.suggestion ? h('p.muted', c.suggestion) : null))),
+  ].filter(Boolean);
+}
+
 function performanceBlock(perf) {
   const m = perf.metrics || {};
   return [
@@ -230,6 +252,7 @@ function performanceBlock(perf) {
     (perf.feedback || []).length
       ? h('ul.feedback', { id: 'feedback' }, perf.feedback.map((f) => h('li', f)))
       : h('p.muted', 'No feedback for this session.'),
+    ...criteriaBlock(perf),
     h('dl.metrics',
       h('div', h('dt', 'Turns'), h('dd', String(m.turns ?? '–'))),
       h('div', h('dt', 'Duration'), h('dd', m.duration_s !== undefined ? `${Math.round(m.duration_s / 60)} min ${Math.round(m.duration_s % 60)} s` : '–')),
