@@ -1205,6 +1205,15 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
+    /* NULL: the session was resolved meanwhile, the reply is not kept */
+
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        ngx_scenario_chat_error(chat, "conflict", "the session is resolved",
+                                1);
+        ngx_scenario_turn_end(chat, 0);
+        return;
+    }
+
     ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_end",
                    "seq", (json_int_t) turn->seq,
                    "content", (char *) turn->content.data,
