@@ -24,6 +24,7 @@
 #define NGX_SCENARIO_CHAT_INBOX      64     /* messages waiting */
 #define NGX_SCENARIO_CHAT_RETRIES    2      /* after a 429 */
 #define NGX_SCENARIO_CHAT_RETRY_MAX  10     /* seconds, at most */
+#define NGX_SCENARIO_CHAT_LEASE      120000 /* ms, unbounded model */
 
 
 typedef struct ngx_scenario_chat_s  ngx_scenario_chat_t;
@@ -709,6 +710,7 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
 {
     u_char               *p;
     size_t                argvlen[6];
+    ngx_msec_t            lease;
     ngx_pool_t           *pool;
     const char           *argv[6];
     ngx_scenario_turn_t  *turn;
@@ -756,8 +758,17 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
         return;
     }
 
+    /*
+     * "scenario_model_timeout 0" means no bound on the model, but Redis
+     * rejects "PX 0", which failed every turn: such a turn gets a fixed
+     * lease instead, so a dead holder still frees the session.
+     */
+
+    lease = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
+                                      : NGX_SCENARIO_CHAT_LEASE;
+
     argv[5] = (char *) p;
-    argvlen[5] = ngx_sprintf(p, "%M", chat->slcf->model.timeout * 2) - p;
+    argvlen[5] = ngx_sprintf(p, "%M", lease) - p;
 
     if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_locked, 6, argv,
                                 argvlen)
@@ -1195,6 +1206,15 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         ngx_scenario_chat_error(chat, "unavailable",
                                 "the reply could not be stored, send your "
                                 "message again", 1);
+        ngx_scenario_turn_end(chat, 0);
+        return;
+    }
+
+    /* NULL: the session was resolved meanwhile, the reply is not kept */
+
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        ngx_scenario_chat_error(chat, "conflict", "the session is resolved",
+                                1);
         ngx_scenario_turn_end(chat, 0);
         return;
     }

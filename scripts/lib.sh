@@ -113,7 +113,7 @@ redis_start() {  # dir port
     redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
     port_check "$port" Redis
     redis-server --bind 127.0.0.1 --port "$port" --save '' \
-        --appendonly no --daemonize yes --dir "$dir" \
+        --appendonly yes --appendfsync everysec --daemonize yes --dir "$dir" \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         || die "redis did not start"
     for _ in $(seq 50); do
