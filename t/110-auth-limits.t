@@ -16,7 +16,29 @@ my %conf = (
     scenario_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
     scenario_login_limit email=3 address=1000 window=1m;
 _EOC_
-    config => "include $repo/conf/scenario-api.conf;",
+    config => <<"_EOC_",
+    include $repo/conf/scenario-api.conf;
+    location = /secret {
+        scenario_auth_required on;
+        return 204;
+    }
+    # "return" would answer in the rewrite phase, before auth_request
+    location = /public {
+        auth_request /secret;
+        try_files /nonexistent \@public;
+    }
+    location \@public {
+        return 200 "public\\n";
+    }
+    location = /guarded {
+        scenario_auth_required on;
+        auth_request /secret;
+        try_files /nonexistent \@guarded;
+    }
+    location \@guarded {
+        return 200 "guarded\\n";
+    }
+_EOC_
 );
 
 my $json = { 'Content-Type' => 'application/json' };
@@ -78,6 +100,27 @@ subtest 'a successful login resets the count' => sub {
     is login($email, "wrong-$_")->{status}, 401, "guess $_ after the reset"
         for 3 .. 5;
     is login($email, 'wrong-6')->{status}, 429, 'the fourth is over the limit';
+};
+
+subtest 'a subrequest needs a main request that passed the check' => sub {
+    my $email = "sub$$-" . time() . '@example.com';
+    is register($email), 201, 'registered';
+    my $token = json_decode(login($email, 'right-password-1')->{body})->{token};
+    ok $token, 'logged in';
+    my $auth = { Authorization => "Bearer $token" };
+
+    # before the fix the subrequest was declined: 200 with no user at all
+    my $pub = http('GET', '/public');
+    is $pub->{status}, 401,
+        'a public page cannot reach a protected one by auth_request';
+    unlike $pub->{body}, qr/^public/, 'and does not show the page';
+    is http('GET', '/public', $auth)->{status}, 401,
+        'nor with a token the main request never checked';
+    is http('GET', '/secret')->{status}, 401, 'the protected one is closed';
+    my $res = http('GET', '/guarded', $auth);
+    is $res->{status}, 200, 'a checked main request may use the subrequest';
+    like $res->{body}, qr/^guarded\n$/, 'the page itself';
+    is http('GET', '/guarded')->{status}, 401, 'and without a token not';
 };
 
 stop_nginx();
