@@ -212,7 +212,13 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     ctx->auth_waiting = 1;
 
-    /* the rewrite phase waits on NGX_DONE; the answer runs the phases on */
+    /*
+     * the rewrite phase waits on NGX_DONE; the answer runs the phases on.
+     * The request is held by a reference meanwhile, as nginx's own
+     * modules do, and the answer drops it.
+     */
+    r->main->count++;
+
     return NGX_DONE;
 }
 
@@ -285,6 +291,9 @@ ngx_scenario_access_done(ngx_http_request_t *r, redisReply *reply,
     }
 
     ngx_http_core_run_phases(r);
+
+    /* the reference taken while Redis answered */
+    ngx_http_finalize_request(r, NGX_DONE);
 }
 
 
