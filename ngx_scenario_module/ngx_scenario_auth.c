@@ -38,6 +38,8 @@ static void ngx_scenario_login_checked(ngx_http_request_t *r,
 static void ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static void ngx_scenario_login_verified(ngx_http_request_t *r);
+static void ngx_scenario_login_rehashed(ngx_http_request_t *r,
+    PGresult *res, ngx_int_t rc);
 
 static void ngx_scenario_session_start(ngx_http_request_t *r,
     ngx_uint_t status);
@@ -100,6 +102,9 @@ static const char  ngx_scenario_user_insert[] =
     "INSERT INTO users (email, password_hash, display_name) "
     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
     "RETURNING id, email, display_name, xp, level";
+
+static const char  ngx_scenario_user_rehash[] =
+    "UPDATE users SET password_hash = $2 WHERE id = $1";
 
 static const char  ngx_scenario_user_by_id[] =
     "SELECT id, email, display_name, xp, level, "
@@ -392,13 +397,36 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 static void
 ngx_scenario_login_verified(ngx_http_request_t *r)
 {
+    u_char               id[NGX_INT64_LEN];
+    ngx_int_t            rc;
+    ngx_str_t            params[2];
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
 
     if (ctx->user != NULL && ctx->job->rc == NGX_OK) {
         ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_OK, 1);
-        ngx_scenario_session_start(r, NGX_HTTP_OK);
+
+        if (!ctx->job->needs_rehash) {
+            ngx_scenario_session_start(r, NGX_HTTP_OK);
+            return;
+        }
+
+        /* the cost changed since the hash was made: store the new one */
+
+        params[0].data = id;
+        params[0].len = ngx_sprintf(id, "%L", (int64_t) json_integer_value(
+                                        json_object_get(ctx->user, "id")))
+                        - id;
+        params[1].data = (u_char *) ctx->job->hash;
+        params[1].len = ngx_strlen(ctx->job->hash);
+
+        rc = ngx_scenario_pg(r, ngx_scenario_user_rehash, 2, params,
+                             ngx_scenario_login_rehashed);
+        if (rc != NGX_OK) {
+            ngx_scenario_session_start(r, NGX_HTTP_OK);
+        }
+
         return;
     }
 
@@ -409,6 +437,20 @@ ngx_scenario_login_verified(ngx_http_request_t *r)
     ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED,
                           "invalid_credentials",
                           "the email or the password is wrong"));
+}
+
+
+static void
+ngx_scenario_login_rehashed(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc)
+{
+    /* the old hash still works: a failed update only waits for next time */
+    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scenario: storing a rehashed password failed");
+    }
+
+    ngx_scenario_session_start(r, NGX_HTTP_OK);
 }
 
 

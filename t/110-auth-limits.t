@@ -123,6 +123,24 @@ subtest 'a subrequest needs a main request that passed the check' => sub {
     is http('GET', '/guarded')->{status}, 401, 'and without a token not';
 };
 
+subtest 'a changed password cost rehashes on the next login' => sub {
+    my $email = "cost$$-" . time() . '@example.com';
+    is register($email), 201, 'registered at the default cost';
+    my $q = "SELECT password_hash FROM users WHERE email = '$email'";
+    like pg_exec($q), qr/^\$argon2id\$v=19\$m=19456,t=2,/, 'stored at 19m 2';
+
+    stop_nginx();
+    start_nginx({ %conf, http_config => $conf{http_config}
+                         . "    scenario_password_cost 8m 1;\n" });
+
+    is login($email, 'right-password-1')->{status}, 200, 'logged in';
+    like pg_exec($q), qr/^\$argon2id\$v=19\$m=8192,t=1,/,
+        'the hash now has the configured cost';
+    is login($email, 'right-password-1')->{status}, 200,
+        'and the new hash works';
+    is login($email, 'wrong-password')->{status}, 401, 'a wrong one does not';
+};
+
 stop_nginx();
 done_testing();
 
