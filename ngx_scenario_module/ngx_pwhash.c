@@ -158,6 +158,16 @@ ngx_pwhash_thread(void *data, ngx_log_t *log)
             job->needs_rehash = crypto_pwhash_str_needs_rehash(job->hash,
                                     job->opslimit, job->memlimit) != 0;
 
+            /* the cost changed: the new hash is made while we have it */
+            if (job->needs_rehash
+                && crypto_pwhash_str(job->hash, (char *) job->password,
+                                     job->password_len, job->opslimit,
+                                     job->memlimit)
+                   != 0)
+            {
+                job->needs_rehash = 0;
+            }
+
         } else {
             job->rc = NGX_DECLINED;
         }

@@ -40,7 +40,7 @@ typedef struct {
 
     /* results */
     ngx_int_t             rc;            /* NGX_OK, NGX_DECLINED, NGX_ERROR */
-    ngx_uint_t            needs_rehash;
+    ngx_uint_t            needs_rehash;  /* hash then holds a new one */
 } ngx_pwhash_job_t;
 
 

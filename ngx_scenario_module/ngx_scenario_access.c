@@ -19,6 +19,7 @@
 
 
 static ngx_int_t ngx_scenario_access_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_scenario_access_subrequest(ngx_http_request_t *r);
 static ngx_int_t ngx_scenario_access_deny(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static void ngx_scenario_access_done(ngx_http_request_t *r,
@@ -82,9 +83,18 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
 
-    /* a subrequest runs on behalf of a main request already checked */
-    if (!slcf->auth_required || r != r->main) {
+    if (!slcf->auth_required) {
         return NGX_DECLINED;
+    }
+
+    /*
+     * a subrequest (SSI, auth_request, add_after_body, mirror) runs on
+     * behalf of its main request: it passes only if the main request
+     * passed the check itself, else a public page could include a
+     * protected one
+     */
+    if (r != r->main) {
+        return ngx_scenario_access_subrequest(r);
     }
 
     ctx = ngx_scenario_ctx(r);
@@ -202,8 +212,33 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
 
     ctx->auth_waiting = 1;
 
-    /* the rewrite phase waits on NGX_DONE; the answer runs the phases on */
+    /*
+     * the rewrite phase waits on NGX_DONE; the answer runs the phases on.
+     * The request is held by a reference meanwhile, as nginx's own
+     * modules do, and the answer drops it.
+     */
+    r->main->count++;
+
     return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_scenario_access_subrequest(ngx_http_request_t *r)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    if (ctx != NULL && ctx->auth_done && ctx->auth_status == 0
+        && ctx->user_id != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_scenario_count(r, NGX_SCENARIO_M_AUTH_DENIED, 1);
+
+    return NGX_HTTP_UNAUTHORIZED;
 }
 
 
@@ -256,6 +291,9 @@ ngx_scenario_access_done(ngx_http_request_t *r, redisReply *reply,
     }
 
     ngx_http_core_run_phases(r);
+
+    /* the reference taken while Redis answered */
+    ngx_http_finalize_request(r, NGX_DONE);
 }
 
 

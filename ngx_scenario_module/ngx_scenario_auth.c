@@ -38,8 +38,8 @@ static void ngx_scenario_login_checked(ngx_http_request_t *r,
 static void ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static void ngx_scenario_login_verified(ngx_http_request_t *r);
-static void ngx_scenario_login_failed(ngx_http_request_t *r,
-    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_login_rehashed(ngx_http_request_t *r,
+    PGresult *res, ngx_int_t rc);
 
 static void ngx_scenario_session_start(ngx_http_request_t *r,
     ngx_uint_t status);
@@ -60,27 +60,31 @@ static void ngx_scenario_wait_done(ngx_http_request_t *r);
 
 
 /*
- * Both counters of a login are checked at once: the answer is 0, or how
- * many milliseconds are left before the one over its limit resets.
+ * Every attempt is counted before its argon2id verify, in one script, so
+ * that parallel guesses cannot all read the same count: the answer is 0,
+ * or how many milliseconds are left before the counter over its limit
+ * resets.
  */
 static const char  ngx_scenario_limit_check[] =
-    "local e = tonumber(redis.call('GET', KEYS[1]) or '0') "
-    "local a = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "if e >= tonumber(ARGV[1]) then return redis.call('PTTL', KEYS[1]) end "
-    "if a >= tonumber(ARGV[2]) then return redis.call('PTTL', KEYS[2]) end "
-    "return 0";
-
-/* a failure counts against the email and the client address */
-static const char  ngx_scenario_limit_fail[] =
+    "local l = {tonumber(ARGV[1]), tonumber(ARGV[2])} "
+    "for i, k in ipairs(KEYS) do "
+    "if tonumber(redis.call('GET', k) or '0') >= l[i] then "
+    "local t = redis.call('PTTL', k) "
+    "if t < 1 then t = 1 end return t end end "
     "for _, k in ipairs(KEYS) do "
     "if redis.call('INCR', k) == 1 then "
-    "redis.call('PEXPIRE', k, ARGV[1]) end end "
-    "return 1";
+    "redis.call('PEXPIRE', k, ARGV[3]) end end "
+    "return 0";
 
-/* a session, and the email's failures forgiven */
+/*
+ * a session; on login the email's attempts are forgiven and the address
+ * gets its successful attempt back
+ */
 static const char  ngx_scenario_session_script[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
     "if KEYS[2] then redis.call('DEL', KEYS[2]) end "
+    "if KEYS[3] and redis.call('DECR', KEYS[3]) < 1 then "
+    "redis.call('DEL', KEYS[3]) end "
     "return 1";
 
 /* the session is gone, and every worker's cache is told at once */
@@ -98,6 +102,9 @@ static const char  ngx_scenario_user_insert[] =
     "INSERT INTO users (email, password_hash, display_name) "
     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
     "RETURNING id, email, display_name, xp, level";
+
+static const char  ngx_scenario_user_rehash[] =
+    "UPDATE users SET password_hash = $2 WHERE id = $1";
 
 static const char  ngx_scenario_user_by_id[] =
     "SELECT id, email, display_name, xp, level, "
@@ -237,9 +244,10 @@ ngx_scenario_login_body(ngx_http_request_t *r)
 {
     u_char                     digest[crypto_hash_sha256_BYTES];
     u_char                     limits[2][NGX_INT_T_LEN];
-    size_t                     argvlen[7];
+    u_char                     window[NGX_TIME_T_LEN];
+    size_t                     argvlen[8];
     ngx_int_t                  rc;
-    const char                *argv[7];
+    const char                *argv[8];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -290,6 +298,7 @@ ngx_scenario_login_body(ngx_http_request_t *r)
     argv[4] = (char *) ctx->key_address.data;
     argv[5] = (char *) limits[0];
     argv[6] = (char *) limits[1];
+    argv[7] = (char *) window;
 
     argvlen[0] = 4;
     argvlen[1] = sizeof(ngx_scenario_limit_check) - 1;
@@ -300,8 +309,10 @@ ngx_scenario_login_body(ngx_http_request_t *r)
                  - limits[0];
     argvlen[6] = ngx_sprintf(limits[1], "%ui", smcf->limit_address)
                  - limits[1];
+    argvlen[7] = ngx_sprintf(window, "%T", smcf->limit_window * 1000)
+                 - window;
 
-    rc = ngx_scenario_redis(r, ngx_scenario_login_checked, 7, argv, argvlen);
+    rc = ngx_scenario_redis(r, ngx_scenario_login_checked, 8, argv, argvlen);
 
     if (rc != NGX_OK) {
         ngx_scenario_fail(r, rc, "redis");
@@ -386,56 +397,60 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 static void
 ngx_scenario_login_verified(ngx_http_request_t *r)
 {
-    u_char                     window[NGX_TIME_T_LEN];
-    size_t                     argvlen[6];
-    ngx_int_t                  rc;
-    const char                *argv[6];
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
+    u_char               id[NGX_INT64_LEN];
+    ngx_int_t            rc;
+    ngx_str_t            params[2];
+    ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
 
     if (ctx->user != NULL && ctx->job->rc == NGX_OK) {
         ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_OK, 1);
-        ngx_scenario_session_start(r, NGX_HTTP_OK);
+
+        if (!ctx->job->needs_rehash) {
+            ngx_scenario_session_start(r, NGX_HTTP_OK);
+            return;
+        }
+
+        /* the cost changed since the hash was made: store the new one */
+
+        params[0].data = id;
+        params[0].len = ngx_sprintf(id, "%L", (int64_t) json_integer_value(
+                                        json_object_get(ctx->user, "id")))
+                        - id;
+        params[1].data = (u_char *) ctx->job->hash;
+        params[1].len = ngx_strlen(ctx->job->hash);
+
+        rc = ngx_scenario_pg(r, ngx_scenario_user_rehash, 2, params,
+                             ngx_scenario_login_rehashed);
+        if (rc != NGX_OK) {
+            ngx_scenario_session_start(r, NGX_HTTP_OK);
+        }
+
         return;
     }
 
+    /* the attempt was counted before the verify */
+
     ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_FAILED, 1);
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-
-    argv[0] = "EVAL";
-    argv[1] = ngx_scenario_limit_fail;
-    argv[2] = "2";
-    argv[3] = (char *) ctx->key_email.data;
-    argv[4] = (char *) ctx->key_address.data;
-    argv[5] = (char *) window;
-
-    argvlen[0] = 4;
-    argvlen[1] = sizeof(ngx_scenario_limit_fail) - 1;
-    argvlen[2] = 1;
-    argvlen[3] = ctx->key_email.len;
-    argvlen[4] = ctx->key_address.len;
-    argvlen[5] = ngx_sprintf(window, "%T", smcf->limit_window * 1000)
-                 - window;
-
-    rc = ngx_scenario_redis(r, ngx_scenario_login_failed, 6, argv, argvlen);
-
-    if (rc != NGX_OK) {
-        ngx_scenario_login_failed(r, NULL, NGX_ERROR);
-    }
+    ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED,
+                          "invalid_credentials",
+                          "the email or the password is wrong"));
 }
 
 
 static void
-ngx_scenario_login_failed(ngx_http_request_t *r, redisReply *reply,
+ngx_scenario_login_rehashed(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc)
 {
-    /* the answer does not depend on whether the counter was kept */
-    ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED,
-                          "invalid_credentials",
-                          "the email or the password is wrong"));
+    /* the old hash still works: a failed update only waits for next time */
+    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scenario: storing a rehashed password failed");
+    }
+
+    ngx_scenario_session_start(r, NGX_HTTP_OK);
 }
 
 
@@ -448,11 +463,11 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
     u_char                     raw[32], key[sizeof("sess:") - 1
                                             + NGX_SCENARIO_HASH_HEX];
     u_char                     id[NGX_INT64_LEN], ttl[NGX_TIME_T_LEN];
-    size_t                     argvlen[8];
+    size_t                     argvlen[9];
     ngx_int_t                  rc;
     ngx_str_t                  src, dst;
     ngx_uint_t                 n;
-    const char                *argv[8];
+    const char                *argv[9];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -476,14 +491,14 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
 
     r->headers_out.status = status;
 
-    /* KEYS: the session, and the email's failures when there are some */
+    /* KEYS: the session, and on login the attempt counters */
 
     n = 0;
     argv[n] = "EVAL";
     argvlen[n++] = 4;
     argv[n] = ngx_scenario_session_script;
     argvlen[n++] = sizeof(ngx_scenario_session_script) - 1;
-    argv[n] = ctx->key_email.len ? "2" : "1";
+    argv[n] = ctx->key_email.len ? "3" : "1";
     argvlen[n++] = 1;
     argv[n] = (char *) key;
     argvlen[n++] = sizeof(key);
@@ -491,6 +506,8 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
     if (ctx->key_email.len) {
         argv[n] = (char *) ctx->key_email.data;
         argvlen[n++] = ctx->key_email.len;
+        argv[n] = (char *) ctx->key_address.data;
+        argvlen[n++] = ctx->key_address.len;
     }
 
     argv[n] = (char *) id;
