@@ -56,7 +56,7 @@ struct ngx_scenario_chat_s {
     ngx_str_t                    context_key;   /* "ctx:<id>" */
     ngx_str_t                    lock_key;      /* "gen:<id>" */
     ngx_str_t                    system_key;    /* "ctx:<id>:system" */
-    ngx_str_t                    origin;        /* "<pid>.<n>" */
+    ngx_str_t                    origin;        /* "<instance>.<n>" */
     ngx_str_t                    ready;         /* the "ready" event */
 
     ngx_queue_t                  inbox;         /* client messages */
@@ -216,6 +216,13 @@ static const char  ngx_scenario_chat_unlock_script[] =
 
 
 static ngx_uint_t  ngx_scenario_chat_number;
+
+/*
+ * 64 random bits made by each worker at its first chat: replicas in
+ * containers share pids, and an origin made of the pid would make two
+ * instances drop each other's events as their own
+ */
+static u_char      ngx_scenario_chat_instance[16];
 
 
 /* the handshake: owner and state checked before the upgrade */
@@ -381,7 +388,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 static ngx_int_t
 ngx_scenario_chat_keys(ngx_scenario_chat_t *chat)
 {
-    u_char      *p;
+    u_char      *p, raw[8];
     ngx_pool_t  *pool;
 
     pool = chat->request->pool;
@@ -408,8 +415,14 @@ ngx_scenario_chat_keys(ngx_scenario_chat_t *chat)
     p = ngx_sprintf(p, "ctx:%V:system", &chat->session_id);
     chat->system_key.len = p - chat->system_key.data;
 
+    if (ngx_scenario_chat_instance[0] == '\0') {
+        randombytes_buf(raw, sizeof(raw));
+        ngx_hex_dump(ngx_scenario_chat_instance, raw, sizeof(raw));
+    }
+
     chat->origin.data = p;
-    p = ngx_sprintf(p, "%P.%ui", ngx_pid, ++ngx_scenario_chat_number);
+    p = ngx_sprintf(p, "%*s.%ui", sizeof(ngx_scenario_chat_instance),
+                    ngx_scenario_chat_instance, ++ngx_scenario_chat_number);
     chat->origin.len = p - chat->origin.data;
 
     return NGX_OK;
