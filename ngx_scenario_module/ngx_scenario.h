@@ -121,6 +121,10 @@ typedef struct {
     ngx_uint_t                   limit_address;
     time_t                       limit_window;
 
+    /* registrations per address: each one costs an argon2id hash */
+    ngx_uint_t                   register_address;
+    time_t                       register_window;
+
     ngx_shm_zone_t              *shm_zone;
     ngx_scenario_metrics_t      *metrics;
 } ngx_scenario_main_conf_t;

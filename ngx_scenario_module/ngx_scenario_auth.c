@@ -28,6 +28,8 @@ static ngx_int_t ngx_scenario_auth_invalid(ngx_http_request_t *r,
 static const char *ngx_scenario_weak_password(ngx_scenario_ctx_t *ctx);
 
 static void ngx_scenario_register_body(ngx_http_request_t *r);
+static void ngx_scenario_register_checked(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_register_hashed(ngx_http_request_t *r);
 static void ngx_scenario_register_inserted(ngx_http_request_t *r,
     PGresult *res, ngx_int_t rc);
@@ -142,7 +144,11 @@ ngx_scenario_register_handler(ngx_http_request_t *r)
 static void
 ngx_scenario_register_body(ngx_http_request_t *r)
 {
+    u_char                     limit[NGX_INT_T_LEN];
+    u_char                     window[NGX_TIME_T_LEN];
+    size_t                     argvlen[7];
     ngx_int_t                  rc;
+    const char                *argv[7];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -157,6 +163,74 @@ ngx_scenario_register_body(ngx_http_request_t *r)
         return;
     }
 
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    /* each registration costs a hash: an address has so many a window */
+
+    ctx->key_address.data = ngx_pnalloc(r->pool,
+                                        sizeof("rl:register:a:") - 1
+                                        + r->connection->addr_text.len);
+    if (ctx->key_address.data == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->key_address.len = ngx_cpymem(ngx_cpymem(ctx->key_address.data,
+                                                 "rl:register:a:",
+                                                 sizeof("rl:register:a:") - 1),
+                                      r->connection->addr_text.data,
+                                      r->connection->addr_text.len)
+                           - ctx->key_address.data;
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_scenario_limit_check;
+    argv[2] = "1";
+    argv[3] = (char *) ctx->key_address.data;
+    argv[4] = (char *) limit;
+    argv[5] = "0";
+    argv[6] = (char *) window;
+
+    argvlen[0] = 4;
+    argvlen[1] = sizeof(ngx_scenario_limit_check) - 1;
+    argvlen[2] = 1;
+    argvlen[3] = ctx->key_address.len;
+    argvlen[4] = ngx_sprintf(limit, "%ui", smcf->register_address) - limit;
+    argvlen[5] = 1;
+    argvlen[6] = ngx_sprintf(window, "%T", smcf->register_window * 1000)
+                 - window;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_register_checked, 7, argv,
+                            argvlen);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_fail(r, rc, "redis");
+    }
+}
+
+
+static void
+ngx_scenario_register_checked(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
+        return;
+    }
+
+    if (reply->integer != 0) {
+        (void) ngx_http_json_retry_after(r,
+                                     (time_t) (reply->integer + 999) / 1000);
+        ngx_scenario_finalize(r, ngx_http_json_error(r,
+                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                              "too many registrations from this address, "
+                              "try again later"));
+        return;
+    }
+
+    ctx = ngx_scenario_ctx(r);
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
     r->write_event_handler = ngx_scenario_wait_done;

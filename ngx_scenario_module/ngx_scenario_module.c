@@ -187,7 +187,14 @@ static ngx_command_t  ngx_scenario_commands[] = {
       NULL },
 
     { ngx_string("scenario_login_limit"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_scenario_login_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scenario_register_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_scenario_login_limit,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -399,6 +406,8 @@ ngx_scenario_create_main_conf(ngx_conf_t *cf)
     smcf->limit_email = NGX_CONF_UNSET_UINT;
     smcf->limit_address = NGX_CONF_UNSET_UINT;
     smcf->limit_window = NGX_CONF_UNSET;
+    smcf->register_address = NGX_CONF_UNSET_UINT;
+    smcf->register_window = NGX_CONF_UNSET;
 
     return smcf;
 }
@@ -419,6 +428,8 @@ ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(smcf->limit_email, 5);
     ngx_conf_init_uint_value(smcf->limit_address, 50);
     ngx_conf_init_value(smcf->limit_window, 900);
+    ngx_conf_init_uint_value(smcf->register_address, 20);
+    ngx_conf_init_value(smcf->register_window, 600);
 
     if (smcf->cookie_name.data == NULL) {
         ngx_str_set(&smcf->cookie_name, "scenario_token");
@@ -664,22 +675,30 @@ ngx_scenario_temperature(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* scenario_login_limit email=5 address=50 window=15m; */
+/*
+ * scenario_login_limit email=5 address=50 window=15m;
+ * scenario_register_limit address=20 window=10m;
+ */
 
 static char *
 ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_scenario_main_conf_t  *smcf = conf;
 
+    time_t      *window;
     ngx_int_t    n;
     ngx_str_t   *value, s;
-    ngx_uint_t   i;
+    ngx_uint_t   i, login, *address;
 
     value = cf->args->elts;
 
+    login = (cmd->name.len == sizeof("scenario_login_limit") - 1);
+    address = login ? &smcf->limit_address : &smcf->register_address;
+    window = login ? &smcf->limit_window : &smcf->register_window;
+
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "email=", 6) == 0) {
+        if (login && ngx_strncmp(value[i].data, "email=", 6) == 0) {
             n = ngx_atoi(value[i].data + 6, value[i].len - 6);
             if (n == NGX_ERROR || n == 0) {
                 goto invalid;
@@ -695,7 +714,7 @@ ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
-            smcf->limit_address = n;
+            *address = n;
             continue;
         }
 
@@ -703,10 +722,8 @@ ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 7;
             s.len = value[i].len - 7;
 
-            smcf->limit_window = ngx_parse_time(&s, 1);
-            if (smcf->limit_window == (time_t) NGX_ERROR
-                || smcf->limit_window == 0)
-            {
+            *window = ngx_parse_time(&s, 1);
+            if (*window == (time_t) NGX_ERROR || *window == 0) {
                 goto invalid;
             }
 
