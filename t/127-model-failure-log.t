@@ -24,6 +24,12 @@ my $ws = ws_connect("/sessions/$sid/chat", { Authorization => "Bearer $token" },
                     { timeout => 5 });
 is $ws->status, 101, 'connected';
 
+# the persona's opening first: a message sent while it streams waits for
+# the reply lock, which is another test's matter
+while (my $f = $ws->recv_frame(8)) {
+    last if $f->{opcode} == 1 && json_decode($f->{payload})->{type} eq 'assistant_end';
+}
+
 my %seen;
 for my $mode ('[[fail:500]]', '[[cut]]', '[[malformed]]') {
     $ws->send_text(json_encode({ type => 'user_message',
