@@ -265,6 +265,15 @@ void ngx_scenario_cache_put(ngx_scenario_main_conf_t *smcf, ngx_uint_t kind,
     ngx_scenario_stamp_t *stamp, ngx_str_t *key, ngx_str_t *value);
 void ngx_scenario_cache_forget(ngx_uint_t kind, ngx_str_t *key);
 
+/* ngx_scenario_revoke.c */
+typedef struct ngx_scenario_watch_s  ngx_scenario_watch_t;
+typedef void (*ngx_scenario_revoked_pt)(void *data);
+
+void ngx_scenario_revoke_init_process(void);
+ngx_int_t ngx_scenario_watch(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_scenario_revoked_pt handler, void *data);
+void ngx_scenario_revoked(ngx_str_t *key);
+
 /* ngx_scenario_ops.c */
 ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_metrics_handler(ngx_http_request_t *r);

@@ -38,10 +38,9 @@ ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf)
 {
     ngx_ttl_cache_init(&ngx_scenario_tokens, NGX_SCENARIO_CACHE_MAX);
     ngx_ttl_cache_init(&ngx_scenario_profiles, NGX_SCENARIO_CACHE_MAX);
+    ngx_scenario_revoke_init_process();
 
-    if (smcf->auth_cache == 0) {
-        return NGX_OK;
-    }
+    /* also without a cache: a logout ends the chats of its token */
 
     ngx_scenario_sub = ngx_redis_subscribe(smcf->redis_pool,
                                            &ngx_scenario_channel,
@@ -141,6 +140,7 @@ ngx_scenario_cache_message(void *data, ngx_str_t *channel,
         key.data = message->data + 5;
         key.len = message->len - 5;
         ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_TOKEN, &key);
+        ngx_scenario_revoked(&key);
         return;
     }
 

@@ -138,6 +138,7 @@ static void ngx_scenario_turn_pending(ngx_scenario_chat_t *chat,
     PGresult *res, ngx_int_t rc);
 
 static void ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code);
+static void ngx_scenario_chat_revoked(void *data);
 static void ngx_scenario_chat_unref(ngx_scenario_chat_t *chat);
 static ngx_int_t ngx_scenario_chat_pg(ngx_scenario_chat_t *chat,
     const char *sql, ngx_uint_t nparams, ngx_str_t *params,
@@ -302,7 +303,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 {
     json_t               *ready;
     ngx_int_t             last_seq;
-    ngx_str_t             v[4], last_role;
+    ngx_str_t             v[4], last_role, key;
     ngx_uint_t            i;
     ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
@@ -363,6 +364,18 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 
     ctx->chat = chat;
     ngx_scenario_count(r, NGX_SCENARIO_M_ACTIVE_CHATS, 1);
+
+    /* a logout ends the chat, on whichever worker or instance it lives */
+    if (ctx->token_key.len > sizeof("sess:") - 1) {
+        key.data = ctx->token_key.data + sizeof("sess:") - 1;
+        key.len = ctx->token_key.len - (sizeof("sess:") - 1);
+
+        if (ngx_scenario_watch(r, &key, ngx_scenario_chat_revoked, chat)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     chat->sub = ngx_redis_subscribe(chat->smcf->redis_pool, &chat->channel,
                                     ngx_scenario_chat_heard, chat);
@@ -1316,6 +1329,22 @@ ngx_scenario_turn_pending(ngx_scenario_chat_t *chat, PGresult *res,
 
 
 /* the connection ends; the object lives until its last operation ends */
+
+static void
+ngx_scenario_chat_revoked(void *data)
+{
+    ngx_scenario_chat_t  *chat = data;
+
+    if (chat->closed) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, chat->request->connection->log, 0,
+                  "chat: its login session ended");
+
+    ngx_http_ws_close(chat->ws, NGX_HTTP_WS_POLICY, "the session has ended");
+}
+
 
 static void
 ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code)
