@@ -22,6 +22,7 @@
 
 
 #define NGX_SCENARIO_CHAT_INBOX      64     /* messages waiting */
+#define NGX_SCENARIO_CHAT_INBOX_SIZE 262144 /* their bytes, beyond one */
 #define NGX_SCENARIO_CHAT_RETRIES    2      /* after a 429 */
 #define NGX_SCENARIO_CHAT_RETRY_MAX  10     /* seconds, at most */
 #define NGX_SCENARIO_CHAT_LEASE      120000 /* ms, unbounded model */
@@ -63,6 +64,7 @@ struct ngx_scenario_chat_s {
     ngx_scenario_inmsg_t        *current;       /* the one in work */
     json_t                      *msg;           /* ... parsed */
     ngx_uint_t                   inbox_len;
+    size_t                       inbox_size;    /* bytes of the inbox */
     ngx_scenario_turn_t         *turn;
     ngx_uint_t                   refs;          /* operations in flight */
 
@@ -458,8 +460,11 @@ ngx_scenario_chat_message(ngx_http_ws_t *ws, ngx_uint_t opcode,
         return;
     }
 
-    if (chat->inbox_len >= NGX_SCENARIO_CHAT_INBOX) {
-        /* a client that floods faster than its messages are stored */
+    /* a client that floods faster than its messages are stored */
+    if (chat->inbox_len >= NGX_SCENARIO_CHAT_INBOX
+        || (chat->inbox_len
+            && chat->inbox_size + len > NGX_SCENARIO_CHAT_INBOX_SIZE))
+    {
         ngx_http_ws_close(ws, NGX_HTTP_WS_POLICY, "too many messages");
         return;
     }
@@ -475,6 +480,7 @@ ngx_scenario_chat_message(ngx_http_ws_t *ws, ngx_uint_t opcode,
     ngx_memcpy(in->data, data, len);
     ngx_queue_insert_tail(&chat->inbox, &in->queue);
     chat->inbox_len++;
+    chat->inbox_size += len;
 
     ngx_scenario_chat_next(chat);
 }
@@ -493,6 +499,7 @@ ngx_scenario_chat_next(ngx_scenario_chat_t *chat)
         chat->inbox_len--;
 
         chat->current = ngx_queue_data(q, ngx_scenario_inmsg_t, queue);
+        chat->inbox_size -= chat->current->len;
         ngx_scenario_chat_handle(chat);
     }
 }
@@ -1370,6 +1377,7 @@ ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code)
     }
 
     chat->inbox_len = 0;
+    chat->inbox_size = 0;
 
     chat->refs++;
     ngx_scenario_chat_unref(chat);
