@@ -103,8 +103,13 @@ for my $slug (sort keys %$corpus) {
         ok((grep { /$CLOSING/ } @{ $r{good}{persona} }),
            'it closes on the good one');
         for my $l (qw(stuffed repeated offtopic)) {
-            ok !(grep { /$CLOSING/ } @{ $r{$l}{persona} }),
-               "never on the $l one";
+            # the replies to the games; the first of the repeated turns is
+            # a fresh message
+            my @p = @{ $r{$l}{persona} };
+            @p = @p[2 .. $#p] if $l eq 'repeated';
+            ok !(grep { /$CLOSING/ } @p),
+               "never on the $l one"
+                or diag explain $r{$l}{persona};
         }
     };
 

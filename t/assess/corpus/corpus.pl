@@ -47,7 +47,7 @@ our %CORPUS = (
         "No problem at all, this happens to a lot of people on their first call and it's easy to fix. Take your time.",
         "Can you tell me what you see on your screen right now, and which device you are using?",
         "First, open the Settings of your browser and look for Camera and Microphone. Let me know when you're there.",
-        "Next, set both to Allow for our site, then tap the link again to rejoin. Can you see yourself in the test my camera window now?",
+        "Next, set both to Allow for our site, then tap the link again to rejoin. Can you see yourself in the test my camera window now? I will stay with you until it works.",
     ],
     mediocre => [
         "Hello, thanks for getting in touch.",
