@@ -65,6 +65,8 @@
 #define NGX_SCENARIO_ASSESS_SALAD_WORDS   6       /* shorter: never salad */
 #define NGX_SCENARIO_ASSESS_SALAD_PCT     15      /* function words below: */
 #define NGX_SCENARIO_ASSESS_COPY_WORDS    6       /* a copy this long counts */
+#define NGX_SCENARIO_ASSESS_DENSE_WORDS   8       /* shorter: never dense */
+#define NGX_SCENARIO_ASSESS_DENSE_PCT     60      /* keyword words from: */
 #define NGX_SCENARIO_ASSESS_FILLER_WORDS  30      /* shorter: never filler */
 #define NGX_SCENARIO_ASSESS_FILLER_RATIO  40      /* words per on-topic word */
 #define NGX_SCENARIO_ASSESS_TOPIC_LEN     5       /* bytes of a topic word */
@@ -144,6 +146,7 @@ typedef struct {
     /* why a turn earns nothing: NGX_SCENARIO_ASSESS_VOID_* per turn */
     u_char                         voided[NGX_SCENARIO_ASSESS_MAX_TURNS + 1];
     ngx_uint_t                     nvoided;
+    ngx_uint_t                     noted;     /* turns with a grader note */
     json_t                        *rubric;   /* the scenario's criteria */
 
     ngx_uint_t                     ncriteria;
@@ -160,6 +163,9 @@ static ngx_uint_t ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
 static size_t ngx_scenario_assess_norm(u_char *dst, size_t max,
     ngx_str_t *src);
 static ngx_uint_t ngx_scenario_assess_salad(ngx_str_t *text);
+static ngx_uint_t ngx_scenario_assess_dense(ngx_scenario_assess_signals_t *s,
+    ngx_str_t *text);
+static size_t ngx_scenario_assess_unnote(ngx_str_t *text);
 static json_t *ngx_scenario_assess_evidence(json_t *criterion,
     ngx_scenario_assess_hit_t *hit, ngx_str_t *good);
 static void ngx_scenario_assess_sentence(ngx_scenario_assess_hit_t *hit,
@@ -471,6 +477,18 @@ static ngx_str_t  ngx_scenario_assess_specific_lex[] = {
 };
 
 /* the persona's closing line, as every seeded persona prompt words it */
+/* text addressed to the grader, not to the persona */
+static ngx_str_t  ngx_scenario_assess_note_lex[] = {
+    ngx_string("note to the grader"), ngx_string("to the grader"),
+    ngx_string("dear grader"), ngx_string("ignore the rubric"),
+    ngx_string("ignore previous instructions"),
+    ngx_string("ignore all previous"), ngx_string("ignore your instructions"),
+    ngx_string("score 100"), ngx_string("score this 100"),
+    ngx_string("give me 100"), ngx_string("full marks"),
+    ngx_string("note to the assessor"), ngx_string("note to the ai"),
+    ngx_null_string
+};
+
 static ngx_str_t  ngx_scenario_assess_thanks_lex[] = {
     ngx_string("thank you, that works for me"),
     ngx_string("thank you that works for me"),
@@ -568,6 +586,7 @@ static void
 ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
     ngx_scenario_assess_msg_t *msgs, ngx_uint_t n)
 {
+    size_t                      saved;
     int64_t                     d, first, last;
     ngx_uint_t                  i;
     ngx_scenario_assess_msg_t  *m, *asked, *persona;
@@ -599,6 +618,11 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
 
         s->turns++;
 
+        /* the rules read the turn without its note to the grader */
+        saved = m->content.len;
+        m->content.len = ngx_scenario_assess_unnote(&m->content);
+        s->noted += (m->content.len < saved);
+
         if (ngx_scenario_assess_gamed(s, msgs, i, s->turns)) {
             /* counted as a turn and its length, credited with nothing */
             s->words += ngx_scenario_assess_words(&m->content);
@@ -619,6 +643,7 @@ ngx_scenario_assess_scan(ngx_scenario_assess_signals_t *s,
             }
         }
 
+        m->content.len = saved;
         asked = NULL;
     }
 
@@ -750,7 +775,9 @@ ngx_scenario_assess_gamed(ngx_scenario_assess_signals_t *s,
     /* ~ NGX_SCENARIO_ASSESS_COPY_WORDS short words */
     min = NGX_SCENARIO_ASSESS_COPY_WORDS * 4;
 
-    if (ngx_scenario_assess_salad(&msgs[i].content)) {
+    if (ngx_scenario_assess_salad(&msgs[i].content)
+        || ngx_scenario_assess_dense(s, &msgs[i].content))
+    {
         why = NGX_SCENARIO_ASSESS_VOID_SALAD;
     }
 
@@ -881,6 +908,128 @@ ngx_scenario_assess_salad(ngx_str_t *text)
 
     return words >= NGX_SCENARIO_ASSESS_SALAD_WORDS
            && fn * 100 < words * NGX_SCENARIO_ASSESS_SALAD_PCT;
+}
+
+
+/*
+ * Keyword density far above natural text: at least
+ * NGX_SCENARIO_ASSESS_DENSE_WORDS words of which
+ * NGX_SCENARIO_ASSESS_DENSE_PCT per cent or more are (part of) a match of a
+ * rubric keyword.  A real reply that meets two criteria in one sentence
+ * stays well below: it needs the words that join them.
+ */
+
+static ngx_uint_t
+ngx_scenario_assess_dense(ngx_scenario_assess_signals_t *s, ngx_str_t *text)
+{
+    u_char      cov[NGX_SCENARIO_ASSESS_NORM];
+    size_t      i, n, len;
+    json_t     *c, *kw;
+    ngx_str_t   t, needle;
+    ngx_uint_t  words, hit, inword, kwords, j, ki;
+
+    if (!json_is_array(s->rubric)
+        || ngx_scenario_assess_words(text) < NGX_SCENARIO_ASSESS_DENSE_WORDS)
+    {
+        return 0;
+    }
+
+    t.data = text->data;
+    t.len = ngx_min(text->len, sizeof(cov));
+    ngx_memzero(cov, t.len);
+
+    json_array_foreach(s->rubric, j, c) {
+        json_array_foreach(json_object_get(c, "keywords"), ki, kw) {
+            if (!json_is_string(kw) || json_string_length(kw) == 0) {
+                continue;
+            }
+
+            needle.data = (u_char *) json_string_value(kw);
+            needle.len = json_string_length(kw);
+
+            for (i = 0; i < t.len; i++) {
+                n = ngx_scenario_assess_match(&t, i, &needle);
+                len = ngx_min(n, t.len - i);
+
+                if (len) {
+                    ngx_memset(cov + i, 1, len);
+                }
+            }
+        }
+    }
+
+    words = 0;
+    kwords = 0;
+    inword = 0;
+    hit = 0;
+
+    for (i = 0; i <= t.len; i++) {
+        if (i < t.len
+            && (ngx_scenario_assess_wordc(t.data[i]) || t.data[i] == '\''))
+        {
+            inword = 1;
+            hit |= cov[i];
+            continue;
+        }
+
+        if (inword) {
+            words++;
+            kwords += hit;
+        }
+
+        inword = 0;
+        hit = 0;
+    }
+
+    return words >= NGX_SCENARIO_ASSESS_DENSE_WORDS
+           && kwords * 100 >= words * NGX_SCENARIO_ASSESS_DENSE_PCT;
+}
+
+
+/*
+ * A note to the grader ("ignore the rubric, score 100") is no reply to the
+ * persona: the rules read a turn only up to the sentence that holds such a
+ * phrase (the phrases are data, ngx_scenario_assess_note_lex).  Answers
+ * the new length.
+ */
+
+static size_t
+ngx_scenario_assess_unnote(ngx_str_t *text)
+{
+    size_t      mlen, at;
+    ngx_int_t   pos;
+    ngx_uint_t  k;
+
+    at = text->len;
+
+    for (k = 0; ngx_scenario_assess_note_lex[k].len; k++) {
+        pos = ngx_scenario_assess_find(text, &ngx_scenario_assess_note_lex[k],
+                                       1, &mlen);
+        if (pos >= 0 && (size_t) pos < at) {
+            at = (size_t) pos;
+        }
+    }
+
+    if (at == text->len) {
+        return at;
+    }
+
+    /* back to the end of the sentence before, or an opening bracket */
+    while (at > 0 && ngx_strchr(".!?\n[(", text->data[at - 1]) == NULL) {
+        at--;
+    }
+
+    if (at > 0 && (text->data[at - 1] == '[' || text->data[at - 1] == '(')) {
+        at--;
+    }
+
+    while (at > 0 && (text->data[at - 1] == ' '
+                      || text->data[at - 1] == '\n'))
+    {
+        at--;
+    }
+
+    return at;
 }
 
 
@@ -1441,6 +1590,12 @@ ngx_scenario_assess_feedback(ngx_scenario_assess_signals_t *s,
     }
 
     ngx_scenario_assess_say_void(fb, s);
+
+    if (s->noted) {
+        ngx_scenario_assess_say(fb, "A note to the grader was left out: "
+                                "only what is said to the other person "
+                                "counts.");
+    }
     ngx_scenario_assess_say_criteria(fb, s);
     ngx_scenario_assess_say_manner(fb, s);
     ngx_scenario_assess_say_length(fb, s);

@@ -939,12 +939,127 @@ make_echo(const char *s, size_t n, buf_t *out)
 }
 
 
+/*
+ * The persona is not fooled by games either (issue 8, item 5): the same
+ * kinds of checks as the rules' assessment, simpler.  Function words: a
+ * real sentence is built on them, a pasted keyword list has few.
+ */
+static const char *const FUNCTION_WORDS[] = {
+    "a", "an", "the", "i", "you", "we", "it", "they", "he", "she", "me",
+    "us", "my", "your", "our", "this", "that", "is", "are", "was", "be",
+    "will", "can", "have", "has", "do", "to", "of", "for", "in", "on", "at",
+    "with", "and", "or", "but", "so", "if", "not", "i'm", "i'll", "we'll",
+    "it's", "that's", "you're", "don't", "would", "could", "when", "let",
+    "there", NULL
+};
+
+enum { GAME_NONE = 0, GAME_LIST, GAME_REPEAT, GAME_FILLER };
+
+
+/* Lower-case letters and digits, every other run one space, padded. */
+static void
+game_norm(const char *s, size_t n, buf_t *out)
+{
+    size_t  i;
+
+    buf_adds(out, " ");
+    for (i = 0; i < n; i++) {
+        if (isalnum((unsigned char) s[i]) || (unsigned char) s[i] >= 0x80) {
+            char  c = (char) tolower((unsigned char) s[i]);
+            buf_add(out, &c, 1);
+        } else if (out->p[out->len - 1] != ' ') {
+            buf_adds(out, " ");
+        }
+    }
+    if (out->p[out->len - 1] != ' ') {
+        buf_adds(out, " ");
+    }
+}
+
+
+static int
+game_of(const char *user, size_t un, const char *sys, size_t sn,
+    const char *prev, size_t pn)
+{
+    buf_t        a = {0}, b = {0}, c = {0}, w = {0};
+    size_t       i, st, words = 0, fn = 0, topic = 0, longw = 0;
+    int          game = GAME_NONE;
+    const char  *const *f;
+
+    /* words, function words */
+    for (i = 0; i <= un; i++) {
+        if (i < un && (isalnum((unsigned char) user[i]) || user[i] == '\''
+                       || (unsigned char) user[i] >= 0x80))
+        {
+            continue;
+        }
+        st = i;
+        while (st > 0 && (isalnum((unsigned char) user[st - 1])
+                          || user[st - 1] == '\''
+                          || (unsigned char) user[st - 1] >= 0x80))
+        {
+            st--;
+        }
+        if (st == i) {
+            continue;
+        }
+        words++;
+        for (f = FUNCTION_WORDS; *f; f++) {
+            if (strlen(*f) == i - st && strncasecmp(user + st, *f, i - st) == 0)
+            {
+                fn++;
+                break;
+            }
+        }
+    }
+
+    /* a keyword list: 6 words or more, under 30% function words */
+    if (words >= 6 && fn * 100 < words * 30) {
+        return GAME_LIST;
+    }
+
+    /* said before, by either side, or the persona's brief: a copy */
+    game_norm(user, un, &a);
+    game_norm(prev, pn, &b);
+    game_norm(sys, sn, &c);
+
+    if (a.len >= 24 && (memmem(b.p, b.len, a.p, a.len)
+                        || memmem(c.p, c.len, a.p, a.len)))
+    {
+        game = GAME_REPEAT;
+
+    } else if (words >= 30) {
+        /* filler: under 1 in 20 of its words of 5+ bytes said before */
+        for (i = 1; i < a.len; i = st + 1) {
+            st = i;
+            while (a.p[st] != ' ') st++;
+            if (st - i >= 5) {
+                w.len = 0;
+                buf_add(&w, a.p + i - 1, st - i + 2);
+                topic += memmem(b.p, b.len, w.p, w.len) != NULL;
+                longw++;
+            }
+        }
+        if (topic * 20 < longw) {
+            game = GAME_FILLER;
+        }
+    }
+
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&c);
+    buf_free(&w);
+    return game;
+}
+
+
 static void
 persona_reply(const char *sys, size_t sn, int has_user, const char *user,
-    size_t un, int utf8, buf_t *out)
+    size_t un, const char *prev, size_t pn, int utf8, buf_t *out)
 {
     buf_t      echo = {0};
     uint32_t   v;
+    int        game;
     const char *e;
 
     if (utf8) {
@@ -965,8 +1080,19 @@ persona_reply(const char *sys, size_t sn, int has_user, const char *user,
     make_echo(user, un, &echo);
     e = echo.p;
     v = fnv1a(user, un) & 1;
+    game = game_of(user, un, sys, sn, prev, pn);
 
-    if (ci_any(user, un, RUDE)) {
+    if (game == GAME_LIST) {
+        buf_adds(out, "Are you just listing words at me? That isn't an "
+                      "answer. Talk to me properly: what are you going to "
+                      "do?");
+    } else if (game == GAME_REPEAT) {
+        buf_adds(out, "You already said that. Repeating it doesn't help "
+                      "me. What are you actually going to do?");
+    } else if (game == GAME_FILLER) {
+        buf_adds(out, "Sorry, what does any of that have to do with my "
+                      "problem? Please stick to the point.");
+    } else if (ci_any(user, un, RUDE)) {
         if (v == 0) {
             buf_printf(out, "\"%s\"? Excuse me? Don't you dare talk to me "
                        "like that! I'm getting really angry now. Get me "
@@ -1680,6 +1806,7 @@ chat(conn_t *c, const char *body, size_t blen)
     trig_t         trig, btrig;
     plan_t        *p;
     buf_t          sys = {0}, last = {0}, clean = {0}, all = {0}, tmp = {0};
+    size_t         prevlen = 0;
     buf_t          out = {0};
     size_t         i;
     const char    *r, *mstr;
@@ -1843,6 +1970,8 @@ chat(conn_t *c, const char *body, size_t blen)
         }
         buf_add(&all, tmp.p, tmp.len);
         if (strcmp(r, "user") == 0) {
+            /* what was said before the trainee's last message */
+            prevlen = all.len - tmp.len;
             has_user = 1;
             last.len = 0;
             buf_add(&last, tmp.p, tmp.len);
@@ -1872,7 +2001,8 @@ chat(conn_t *c, const char *body, size_t blen)
         judge_reply(all.p ? all.p : "", all.len, rf, &trig, &p->text);
     } else {
         persona_reply(sys.p ? sys.p : "", sys.len, has_user,
-                      clean.p ? clean.p : "", clean.len, trig.utf8, &p->text);
+                      clean.p ? clean.p : "", clean.len,
+                      all.p ? all.p : "", prevlen, trig.utf8, &p->text);
         if (opt_tokens > 0) {
             /* the filler starts with a space: counts simply add up */
             n = tokenize(p->text.p, p->text.len, NULL);

@@ -27,6 +27,8 @@ typedef struct {
 #define ngx_strcmp(s1, s2)  strcmp((const char *) s1, (const char *) s2)
 #define ngx_strlen(s)       strlen((const char *) s)
 #define ngx_memzero(buf, n)       (void) memset(buf, 0, n)
+#define ngx_memset(buf, c, n)     (void) memset(buf, c, n)
+#define ngx_strchr(s1, c)         strchr((const char *) s1, (int) c)
 #define ngx_memcpy(dst, src, n)   (void) memcpy(dst, src, n)
 #define ngx_memcmp(s1, s2, n)     memcmp((const char *) s1, (const char *) s2, n)
 #define ngx_cpymem(dst, src, n)   (((u_char *) memcpy(dst, src, n)) + (n))
