@@ -24,7 +24,9 @@
 #define NGX_SCENARIO_CHAT_INBOX      64     /* messages waiting */
 #define NGX_SCENARIO_CHAT_RETRIES    2      /* after a 429 */
 #define NGX_SCENARIO_CHAT_RETRY_MAX  10     /* seconds, at most */
-#define NGX_SCENARIO_CHAT_LEASE      120000 /* ms, unbounded model */
+#define NGX_SCENARIO_CHAT_LEASE      5000   /* ms, the reply lock's */
+#define NGX_SCENARIO_CHAT_RENEW      1500   /* ms, between renewals */
+#define NGX_SCENARIO_CHAT_POLL       500    /* ms, a waiter's look */
 
 
 typedef struct ngx_scenario_chat_s  ngx_scenario_chat_t;
@@ -84,6 +86,9 @@ struct ngx_scenario_turn_s {
     ngx_event_t                  retry;
     ngx_uint_t                   retries;
     ngx_msec_t                   started;
+    ngx_event_t                  renew;         /* the holder's lease */
+    ngx_event_t                  wait;          /* a waiter's poll */
+    ngx_msec_t                   waited;
     unsigned                     locked:1;
 };
 
@@ -115,6 +120,16 @@ static void ngx_scenario_chat_error(ngx_scenario_chat_t *chat,
     const char *code, const char *message, ngx_uint_t broadcast);
 
 static void ngx_scenario_turn_start(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_lock(ngx_scenario_chat_t *chat,
+    ngx_scenario_turn_t *turn);
+static void ngx_scenario_turn_owner(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_turn_hold(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_renew(ngx_event_t *ev);
+static void ngx_scenario_turn_wait(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_poll(ngx_event_t *ev);
+static void ngx_scenario_turn_polled(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_locked(ngx_scenario_chat_t *chat,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_context(ngx_scenario_chat_t *chat,
@@ -213,6 +228,11 @@ static const char  ngx_scenario_chat_context_script[] =
 static const char  ngx_scenario_chat_unlock_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0";
+
+/* the lease is extended only while the lock is still its holder's */
+static const char  ngx_scenario_chat_renew_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
 
 static ngx_uint_t  ngx_scenario_chat_number;
@@ -704,10 +724,7 @@ static void
 ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
 {
     u_char               *p;
-    size_t                argvlen[6];
-    ngx_msec_t            lease;
     ngx_pool_t           *pool;
-    const char           *argv[6];
     ngx_scenario_turn_t  *turn;
 
     if (chat->turn != NULL || chat->closed) {
@@ -736,6 +753,22 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
 
     chat->turn = turn;
 
+    ngx_scenario_turn_lock(chat, turn);
+}
+
+
+/*
+ * The lock holds the holder's token and a short lease that the holder
+ * renews while it works: a dead holder frees the session within a lease.
+ */
+
+static void
+ngx_scenario_turn_lock(ngx_scenario_chat_t *chat, ngx_scenario_turn_t *turn)
+{
+    u_char       buf[NGX_INT64_LEN];
+    size_t       argvlen[6];
+    const char  *argv[6];
+
     argv[0] = "SET";
     argvlen[0] = 3;
     argv[1] = (char *) chat->lock_key.data;
@@ -746,24 +779,9 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
     argvlen[3] = 2;
     argv[4] = "PX";
     argvlen[4] = 2;
-
-    p = ngx_pnalloc(pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        ngx_scenario_turn_end(chat, 0);
-        return;
-    }
-
-    /*
-     * "scenario_model_timeout 0" means no bound on the model, but Redis
-     * rejects "PX 0", which failed every turn: such a turn gets a fixed
-     * lease instead, so a dead holder still frees the session.
-     */
-
-    lease = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
-                                      : NGX_SCENARIO_CHAT_LEASE;
-
-    argv[5] = (char *) p;
-    argvlen[5] = ngx_sprintf(p, "%M", lease) - p;
+    argv[5] = (char *) buf;
+    argvlen[5] = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
+                 - buf;
 
     if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_locked, 6, argv,
                                 argvlen)
@@ -783,20 +801,185 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
     size_t       argvlen[5];
     const char  *argv[5];
 
+    if (chat->turn == NULL) {
+        return;
+    }
+
     if (rc != NGX_OK) {
+        /*
+         * The command may still run (Redis paused, not dead): whether the
+         * lock is this turn's is asked, not assumed.
+         */
+
+        argv[0] = "GET";
+        argvlen[0] = 3;
+        argv[1] = (char *) chat->lock_key.data;
+        argvlen[1] = chat->lock_key.len;
+
+        if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_owner, 2, argv,
+                                    argvlen)
+            != NGX_OK)
+        {
+            chat->turn->locked = 1;     /* released if it is ours */
+            ngx_scenario_chat_error(chat, "unavailable",
+                                    "redis is unavailable, send again", 0);
+            ngx_scenario_turn_end(chat, 0);
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS) {
+        /* another connection generates: wait for it, or take over */
+        ngx_scenario_turn_wait(chat);
+        return;
+    }
+
+    ngx_scenario_turn_hold(chat);
+}
+
+
+static void
+ngx_scenario_turn_owner(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        /* still unknown: the compare-and-delete frees it if it is ours */
+        turn->locked = 1;
         ngx_scenario_chat_error(chat, "unavailable",
                                 "redis is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STATUS) {
-        /* another connection generates: its events come by the channel */
+    if (reply->type == REDIS_REPLY_STRING
+        && reply->len == turn->token.len
+        && ngx_strncmp(reply->str, turn->token.data, turn->token.len) == 0)
+    {
+        ngx_scenario_turn_hold(chat);
+        return;
+    }
+
+    ngx_scenario_turn_wait(chat);
+}
+
+
+/* a waiter looks at the lock until it is gone or the holder is done */
+
+static void
+ngx_scenario_turn_wait(ngx_scenario_chat_t *chat)
+{
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (chat->closed) {
         ngx_scenario_turn_end(chat, 0);
         return;
     }
 
-    chat->turn->locked = 1;
+    turn->wait.handler = ngx_scenario_turn_poll;
+    turn->wait.data = turn;
+    turn->wait.log = chat->request->connection->log;
+    turn->wait.cancelable = 1;
+
+    /* the timer holds the chat */
+    chat->refs++;
+    ngx_add_timer(&turn->wait, NGX_SCENARIO_CHAT_POLL);
+}
+
+
+static void
+ngx_scenario_turn_poll(ngx_event_t *ev)
+{
+    ngx_scenario_turn_t  *turn = ev->data;
+
+    size_t                argvlen[2];
+    const char           *argv[2];
+    ngx_scenario_chat_t  *chat;
+
+    chat = turn->chat;
+    turn->waited += NGX_SCENARIO_CHAT_POLL;
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (char *) chat->lock_key.data;
+    argvlen[1] = chat->lock_key.len;
+
+    if (chat->closed
+        || ngx_scenario_chat_redis(chat, ngx_scenario_turn_polled, 2, argv,
+                                   argvlen)
+           != NGX_OK)
+    {
+        ngx_scenario_turn_end(chat, 0);
+    }
+
+    ngx_scenario_chat_unref(chat);
+}
+
+
+static void
+ngx_scenario_turn_polled(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_msec_t            bound;
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_NIL) {
+        /*
+         * The holder is done or dead: a message still unanswered is
+         * looked for after the lock is free, so none is missed.
+         */
+        ngx_scenario_turn_end(chat, 2);
+        return;
+    }
+
+    bound = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
+                                      : 2 * NGX_SCENARIO_CHAT_LEASE;
+
+    if (rc != NGX_OK || turn->waited > bound + NGX_SCENARIO_CHAT_LEASE) {
+        ngx_scenario_chat_error(chat, "unavailable",
+                                "the reply is late, send your message "
+                                "again", 0);
+        ngx_scenario_turn_end(chat, 0);
+        return;
+    }
+
+    ngx_scenario_turn_wait(chat);
+}
+
+
+/* the lock is this turn's: it renews the lease and goes on */
+
+static void
+ngx_scenario_turn_hold(ngx_scenario_chat_t *chat)
+{
+    size_t                argvlen[5];
+    const char           *argv[5];
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+    turn->locked = 1;
+
+    turn->renew.handler = ngx_scenario_turn_renew;
+    turn->renew.data = turn;
+    turn->renew.log = chat->request->connection->log;
+    turn->renew.cancelable = 1;
+    ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -817,6 +1000,40 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
                                 "redis is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
     }
+}
+
+
+static void
+ngx_scenario_turn_renew(ngx_event_t *ev)
+{
+    ngx_scenario_turn_t  *turn = ev->data;
+
+    u_char                buf[NGX_INT64_LEN];
+    size_t                argvlen[6];
+    const char           *argv[6];
+    ngx_scenario_chat_t  *chat;
+
+    chat = turn->chat;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_chat_renew_script;
+    argvlen[1] = sizeof(ngx_scenario_chat_renew_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) chat->lock_key.data;
+    argvlen[3] = chat->lock_key.len;
+    argv[4] = (char *) turn->token.data;
+    argvlen[4] = turn->token.len;
+    argv[5] = (char *) buf;
+    argvlen[5] = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
+                 - buf;
+
+    /* no answer needed: a lost lock shows at the next renewal or store */
+    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
+                                    NULL, NULL, 6, argv, argvlen);
+
+    ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 }
 
 
@@ -1251,6 +1468,15 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 
     if (turn == NULL) {
         return;
+    }
+
+    if (turn->renew.timer_set) {
+        ngx_del_timer(&turn->renew);
+    }
+
+    if (turn->wait.timer_set) {
+        ngx_del_timer(&turn->wait);
+        chat->refs--;       /* the timer's hold; the caller holds one too */
     }
 
     if (turn->locked) {
