@@ -78,7 +78,8 @@ struct ngx_scenario_turn_s {
     ngx_scenario_chat_t         *chat;
     ngx_pool_t                  *pool;
     ngx_str_t                    token;         /* the lock's value */
-    ngx_int_t                    seq;
+    ngx_int_t                    seq;           /* expected, then stored */
+    ngx_int_t                    answers;       /* last_seq at the start */
     json_t                      *context;
     ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    content;
@@ -209,17 +210,27 @@ static const char  ngx_scenario_chat_rebuild_sql[] =
     "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
     "WHERE se.id = $1";
 
+/*
+ * What the reply answers: the seq is taken only when the reply is stored
+ * (sql/015), so a failed call leaves no hole.
+ */
 static const char  ngx_scenario_chat_reserve_sql[] =
-    "SELECT chat_reserve_seq($1)";
+    "SELECT last_seq FROM sessions WHERE id = $1 AND status = 'active'";
 
 static const char  ngx_scenario_chat_reply_sql[] =
-    "SELECT to_char(chat_add_reply($1, $2, $3) AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    "SELECT seq, to_char(created_at AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), content, duplicate "
+    "FROM chat_store_reply($1, $2, $3)";
 
-/* a message of the trainee after seq $2 still waits for its reply */
+/*
+ * A message of the trainee still waits for its reply: with $2 = -1, the
+ * last one; else one stored after seq $2, the messages a turn answered.
+ */
 static const char  ngx_scenario_chat_pending_sql[] =
-    "SELECT role = 'user' AND seq > $2 FROM messages WHERE session_id = $1 "
-    "ORDER BY seq DESC LIMIT 1";
+    "SELECT CASE WHEN $2::int < 0 THEN (SELECT role = 'user' FROM messages "
+    "WHERE session_id = $1 ORDER BY seq DESC LIMIT 1) "
+    "ELSE EXISTS (SELECT 1 FROM messages WHERE session_id = $1 "
+    "AND role = 'user' AND seq > $2::int) END";
 
 /* the persona's system prompt and the recent turns, in one round trip */
 static const char  ngx_scenario_chat_context_script[] =
@@ -1218,13 +1229,20 @@ ngx_scenario_turn_reserved(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
-    turn->seq = ngx_pg_int(res, 0, 0);
-
-    if (turn->seq <= 0) {
+    if (PQntuples(res) != 1) {
         /* resolved meanwhile */
         ngx_scenario_turn_end(chat, 0);
         return;
     }
+
+    /*
+     * The seq the reply expects; a message of the trainee stored while
+     * it streams takes it, and the reply's "assistant_end" then carries
+     * the seq it was stored with.
+     */
+
+    turn->answers = ngx_pg_int(res, 0, 0);
+    turn->seq = turn->answers + 1;
 
     ev = json_pack("{s:s,s:I}", "type", "assistant_start",
                    "seq", (json_int_t) turn->seq);
@@ -1368,7 +1386,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
 
     params[0] = chat->session_id;
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%i", turn->seq) - buf;
+    params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reply_sql, 3, params,
@@ -1406,6 +1424,8 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
     json_t               *ev;
+    ngx_str_t             v;
+    ngx_uint_t            duplicate;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1431,6 +1451,25 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
+    turn->seq = ngx_pg_int(res, 0, 0);
+
+    if (ngx_pg_value(res, 0, 3).data[0] == 't') {
+        /* another holder's reply was stored first: that one is told */
+        v = ngx_pg_value(res, 0, 2);
+        turn->content.data = ngx_pnalloc(turn->pool, v.len + 1);
+        if (turn->content.data == NULL) {
+            ngx_scenario_turn_end(chat, 0);
+            return;
+        }
+
+        ngx_memcpy(turn->content.data, v.data, v.len);
+        turn->content.len = v.len;
+        duplicate = 1;
+
+    } else {
+        duplicate = 0;
+    }
+
     ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_end",
                    "seq", (json_int_t) turn->seq,
                    "content", (char *) turn->content.data,
@@ -1440,8 +1479,10 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         json_decref(ev);
     }
 
-    ngx_scenario_chat_remember(chat, "assistant", turn->content.data,
-                               turn->content.len);
+    if (!duplicate) {
+        ngx_scenario_chat_remember(chat, "assistant", turn->content.data,
+                                   turn->content.len);
+    }
 
     ngx_scenario_turn_end(chat, 1);
 }
@@ -1449,9 +1490,10 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
 
 /*
  * The turn is over: the lock goes, and a message that came in meanwhile
- * (here or on another connection) gets its reply.  After a reply, any
- * message of the trainee last in line is one; after a failure, only one
- * newer than the turn, so that a failing message is not tried forever.
+ * (here or on another connection) gets its reply: one stored after those
+ * the turn answered, so that a failing message is not tried forever.  A
+ * waiter whose holder is gone ("replied" 2) answers the last message if
+ * it is the trainee's.
  */
 
 static void
@@ -1460,6 +1502,7 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
     u_char                buf[NGX_INT_T_LEN];
     size_t                argvlen[5];
     ngx_str_t             params[2];
+    ngx_uint_t            started;
     const char           *argv[5];
     ngx_scenario_turn_t  *turn;
 
@@ -1498,11 +1541,16 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 
     params[0] = chat->session_id;
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%i", replied ? 0 : turn->seq) - buf;
+    params[1].len = ngx_sprintf(buf, "%i",
+                                replied == 2 ? -1 : turn->answers)
+                    - buf;
+
+    /* a turn that failed before it knew what it answered looks no further */
+    started = (turn->seq > 0);
 
     ngx_destroy_pool(turn->pool);
 
-    if (chat->closed || (!replied && params[1].len == 1 && buf[0] == '0')) {
+    if (chat->closed || (!replied && !started)) {
         return;
     }
 
