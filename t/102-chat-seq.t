@@ -102,5 +102,30 @@ is join('|', map { "$_->{role}:$_->{content}" } @{ $hist->{messages} }),
    join('|', map { "$_->{role}:$_->{content}" } @replayed),
    'same messages in both';
 
+# a message stored while a reply streams takes the seq the reply expected;
+# the reply is stored after it, and that message is answered next
+subtest 'a message during a reply' => sub {
+    my $s2 = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
+        VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+    my $c = ws_connect("/sessions/$s2/chat", $auth, { timeout => 5 });
+    my ($e) = until_event($c, 8, \&is_last);
+    is $e && $e->{seq}, 1, 'the opening';
+
+    say_to($c, 'mid-1', 'First question [[delay:100]]');
+    my ($st) = until_event($c, 5, sub { $_[0]{type} eq 'assistant_start' });
+    is $st && $st->{seq}, 3, 'the reply expects seq 3';
+    say_to($c, 'mid-2', 'And a second one');
+    my ($a2, @g) = until_event($c, 5, sub { $_[0]{type} eq 'ack' });
+    is $a2 && $a2->{seq}, 3, 'the second message takes it';
+    ($e, @g) = until_event($c, 10, sub { $_[0]{type} eq 'assistant_end' });
+    is $e && $e->{seq}, 4, 'the first reply is stored after it';
+    ($e, @g) = until_event($c, 10, \&is_last);
+    is $e && $e->{type}, 'assistant_end', 'the second message is answered';
+    is $e && $e->{seq}, 5, 'next';
+    is pg_exec(q{SELECT string_agg(seq || role, ',' ORDER BY seq)
+        FROM messages WHERE session_id = :'v1'}, $s2),
+       '1assistant,2user,3user,4assistant,5assistant', 'no hole, no loss';
+};
+
 stop_nginx();
 done_testing();
