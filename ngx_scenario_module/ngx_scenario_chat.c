@@ -25,7 +25,9 @@
 #define NGX_SCENARIO_CHAT_INBOX_SIZE 262144 /* their bytes, beyond one */
 #define NGX_SCENARIO_CHAT_RETRIES    2      /* after a 429 */
 #define NGX_SCENARIO_CHAT_RETRY_MAX  10     /* seconds, at most */
-#define NGX_SCENARIO_CHAT_LEASE      120000 /* ms, unbounded model */
+#define NGX_SCENARIO_CHAT_LEASE      5000   /* ms, the reply lock's */
+#define NGX_SCENARIO_CHAT_RENEW      1500   /* ms, between renewals */
+#define NGX_SCENARIO_CHAT_POLL       500    /* ms, a waiter's look */
 
 
 typedef struct ngx_scenario_chat_s  ngx_scenario_chat_t;
@@ -78,7 +80,8 @@ struct ngx_scenario_turn_s {
     ngx_scenario_chat_t         *chat;
     ngx_pool_t                  *pool;
     ngx_str_t                    token;         /* the lock's value */
-    ngx_int_t                    seq;
+    ngx_int_t                    seq;           /* expected, then stored */
+    ngx_int_t                    answers;       /* last_seq at the start */
     json_t                      *context;
     ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    content;
@@ -86,6 +89,9 @@ struct ngx_scenario_turn_s {
     ngx_event_t                  retry;
     ngx_uint_t                   retries;
     ngx_msec_t                   started;
+    ngx_event_t                  renew;         /* the holder's lease */
+    ngx_event_t                  wait;          /* a waiter's poll */
+    ngx_msec_t                   waited;
     unsigned                     locked:1;
 };
 
@@ -117,6 +123,16 @@ static void ngx_scenario_chat_error(ngx_scenario_chat_t *chat,
     const char *code, const char *message, ngx_uint_t broadcast);
 
 static void ngx_scenario_turn_start(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_lock(ngx_scenario_chat_t *chat,
+    ngx_scenario_turn_t *turn);
+static void ngx_scenario_turn_owner(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_turn_hold(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_renew(ngx_event_t *ev);
+static void ngx_scenario_turn_wait(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_poll(ngx_event_t *ev);
+static void ngx_scenario_turn_polled(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_locked(ngx_scenario_chat_t *chat,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_context(ngx_scenario_chat_t *chat,
@@ -197,17 +213,27 @@ static const char  ngx_scenario_chat_rebuild_sql[] =
     "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
     "WHERE se.id = $1";
 
+/*
+ * What the reply answers: the seq is taken only when the reply is stored
+ * (sql/015), so a failed call leaves no hole.
+ */
 static const char  ngx_scenario_chat_reserve_sql[] =
-    "SELECT chat_reserve_seq($1)";
+    "SELECT last_seq FROM sessions WHERE id = $1 AND status = 'active'";
 
 static const char  ngx_scenario_chat_reply_sql[] =
-    "SELECT to_char(chat_add_reply($1, $2, $3) AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    "SELECT seq, to_char(created_at AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), content, duplicate "
+    "FROM chat_store_reply($1, $2, $3)";
 
-/* a message of the trainee after seq $2 still waits for its reply */
+/*
+ * A message of the trainee still waits for its reply: with $2 = -1, the
+ * last one; else one stored after seq $2, the messages a turn answered.
+ */
 static const char  ngx_scenario_chat_pending_sql[] =
-    "SELECT role = 'user' AND seq > $2 FROM messages WHERE session_id = $1 "
-    "ORDER BY seq DESC LIMIT 1";
+    "SELECT CASE WHEN $2::int < 0 THEN (SELECT role = 'user' FROM messages "
+    "WHERE session_id = $1 ORDER BY seq DESC LIMIT 1) "
+    "ELSE EXISTS (SELECT 1 FROM messages WHERE session_id = $1 "
+    "AND role = 'user' AND seq > $2::int) END";
 
 /* the persona's system prompt and the recent turns, in one round trip */
 static const char  ngx_scenario_chat_context_script[] =
@@ -216,6 +242,11 @@ static const char  ngx_scenario_chat_context_script[] =
 static const char  ngx_scenario_chat_unlock_script[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('DEL', KEYS[1]) end return 0";
+
+/* the lease is extended only while the lock is still its holder's */
+static const char  ngx_scenario_chat_renew_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
 
 static ngx_uint_t  ngx_scenario_chat_number;
@@ -742,10 +773,7 @@ static void
 ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
 {
     u_char               *p;
-    size_t                argvlen[6];
-    ngx_msec_t            lease;
     ngx_pool_t           *pool;
-    const char           *argv[6];
     ngx_scenario_turn_t  *turn;
 
     if (chat->turn != NULL || chat->closed) {
@@ -774,6 +802,22 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
 
     chat->turn = turn;
 
+    ngx_scenario_turn_lock(chat, turn);
+}
+
+
+/*
+ * The lock holds the holder's token and a short lease that the holder
+ * renews while it works: a dead holder frees the session within a lease.
+ */
+
+static void
+ngx_scenario_turn_lock(ngx_scenario_chat_t *chat, ngx_scenario_turn_t *turn)
+{
+    u_char       buf[NGX_INT64_LEN];
+    size_t       argvlen[6];
+    const char  *argv[6];
+
     argv[0] = "SET";
     argvlen[0] = 3;
     argv[1] = (char *) chat->lock_key.data;
@@ -784,24 +828,9 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
     argvlen[3] = 2;
     argv[4] = "PX";
     argvlen[4] = 2;
-
-    p = ngx_pnalloc(pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        ngx_scenario_turn_end(chat, 0);
-        return;
-    }
-
-    /*
-     * "scenario_model_timeout 0" means no bound on the model, but Redis
-     * rejects "PX 0", which failed every turn: such a turn gets a fixed
-     * lease instead, so a dead holder still frees the session.
-     */
-
-    lease = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
-                                      : NGX_SCENARIO_CHAT_LEASE;
-
-    argv[5] = (char *) p;
-    argvlen[5] = ngx_sprintf(p, "%M", lease) - p;
+    argv[5] = (char *) buf;
+    argvlen[5] = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
+                 - buf;
 
     if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_locked, 6, argv,
                                 argvlen)
@@ -821,20 +850,185 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
     size_t       argvlen[5];
     const char  *argv[5];
 
+    if (chat->turn == NULL) {
+        return;
+    }
+
     if (rc != NGX_OK) {
+        /*
+         * The command may still run (Redis paused, not dead): whether the
+         * lock is this turn's is asked, not assumed.
+         */
+
+        argv[0] = "GET";
+        argvlen[0] = 3;
+        argv[1] = (char *) chat->lock_key.data;
+        argvlen[1] = chat->lock_key.len;
+
+        if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_owner, 2, argv,
+                                    argvlen)
+            != NGX_OK)
+        {
+            chat->turn->locked = 1;     /* released if it is ours */
+            ngx_scenario_chat_error(chat, "unavailable",
+                                    "redis is unavailable, send again", 0);
+            ngx_scenario_turn_end(chat, 0);
+        }
+
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS) {
+        /* another connection generates: wait for it, or take over */
+        ngx_scenario_turn_wait(chat);
+        return;
+    }
+
+    ngx_scenario_turn_hold(chat);
+}
+
+
+static void
+ngx_scenario_turn_owner(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        /* still unknown: the compare-and-delete frees it if it is ours */
+        turn->locked = 1;
         ngx_scenario_chat_error(chat, "unavailable",
                                 "redis is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STATUS) {
-        /* another connection generates: its events come by the channel */
+    if (reply->type == REDIS_REPLY_STRING
+        && reply->len == turn->token.len
+        && ngx_strncmp(reply->str, turn->token.data, turn->token.len) == 0)
+    {
+        ngx_scenario_turn_hold(chat);
+        return;
+    }
+
+    ngx_scenario_turn_wait(chat);
+}
+
+
+/* a waiter looks at the lock until it is gone or the holder is done */
+
+static void
+ngx_scenario_turn_wait(ngx_scenario_chat_t *chat)
+{
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (chat->closed) {
         ngx_scenario_turn_end(chat, 0);
         return;
     }
 
-    chat->turn->locked = 1;
+    turn->wait.handler = ngx_scenario_turn_poll;
+    turn->wait.data = turn;
+    turn->wait.log = chat->request->connection->log;
+    turn->wait.cancelable = 1;
+
+    /* the timer holds the chat */
+    chat->refs++;
+    ngx_add_timer(&turn->wait, NGX_SCENARIO_CHAT_POLL);
+}
+
+
+static void
+ngx_scenario_turn_poll(ngx_event_t *ev)
+{
+    ngx_scenario_turn_t  *turn = ev->data;
+
+    size_t                argvlen[2];
+    const char           *argv[2];
+    ngx_scenario_chat_t  *chat;
+
+    chat = turn->chat;
+    turn->waited += NGX_SCENARIO_CHAT_POLL;
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (char *) chat->lock_key.data;
+    argvlen[1] = chat->lock_key.len;
+
+    if (chat->closed
+        || ngx_scenario_chat_redis(chat, ngx_scenario_turn_polled, 2, argv,
+                                   argvlen)
+           != NGX_OK)
+    {
+        ngx_scenario_turn_end(chat, 0);
+    }
+
+    ngx_scenario_chat_unref(chat);
+}
+
+
+static void
+ngx_scenario_turn_polled(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_msec_t            bound;
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_NIL) {
+        /*
+         * The holder is done or dead: a message still unanswered is
+         * looked for after the lock is free, so none is missed.
+         */
+        ngx_scenario_turn_end(chat, 2);
+        return;
+    }
+
+    bound = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
+                                      : 2 * NGX_SCENARIO_CHAT_LEASE;
+
+    if (rc != NGX_OK || turn->waited > bound + NGX_SCENARIO_CHAT_LEASE) {
+        ngx_scenario_chat_error(chat, "unavailable",
+                                "the reply is late, send your message "
+                                "again", 0);
+        ngx_scenario_turn_end(chat, 0);
+        return;
+    }
+
+    ngx_scenario_turn_wait(chat);
+}
+
+
+/* the lock is this turn's: it renews the lease and goes on */
+
+static void
+ngx_scenario_turn_hold(ngx_scenario_chat_t *chat)
+{
+    size_t                argvlen[5];
+    const char           *argv[5];
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+    turn->locked = 1;
+
+    turn->renew.handler = ngx_scenario_turn_renew;
+    turn->renew.data = turn;
+    turn->renew.log = chat->request->connection->log;
+    turn->renew.cancelable = 1;
+    ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -855,6 +1049,40 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
                                 "redis is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
     }
+}
+
+
+static void
+ngx_scenario_turn_renew(ngx_event_t *ev)
+{
+    ngx_scenario_turn_t  *turn = ev->data;
+
+    u_char                buf[NGX_INT64_LEN];
+    size_t                argvlen[6];
+    const char           *argv[6];
+    ngx_scenario_chat_t  *chat;
+
+    chat = turn->chat;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_chat_renew_script;
+    argvlen[1] = sizeof(ngx_scenario_chat_renew_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) chat->lock_key.data;
+    argvlen[3] = chat->lock_key.len;
+    argv[4] = (char *) turn->token.data;
+    argvlen[4] = turn->token.len;
+    argv[5] = (char *) buf;
+    argvlen[5] = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
+                 - buf;
+
+    /* no answer needed: a lost lock shows at the next renewal or store */
+    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
+                                    NULL, NULL, 6, argv, argvlen);
+
+    ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 }
 
 
@@ -1039,13 +1267,20 @@ ngx_scenario_turn_reserved(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
-    turn->seq = ngx_pg_int(res, 0, 0);
-
-    if (turn->seq <= 0) {
+    if (PQntuples(res) != 1) {
         /* resolved meanwhile */
         ngx_scenario_turn_end(chat, 0);
         return;
     }
+
+    /*
+     * The seq the reply expects; a message of the trainee stored while
+     * it streams takes it, and the reply's "assistant_end" then carries
+     * the seq it was stored with.
+     */
+
+    turn->answers = ngx_pg_int(res, 0, 0);
+    turn->seq = turn->answers + 1;
 
     ev = json_pack("{s:s,s:I}", "type", "assistant_start",
                    "seq", (json_int_t) turn->seq);
@@ -1189,7 +1424,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
 
     params[0] = chat->session_id;
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%i", turn->seq) - buf;
+    params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reply_sql, 3, params,
@@ -1227,6 +1462,8 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
     json_t               *ev;
+    ngx_str_t             v;
+    ngx_uint_t            duplicate;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1252,6 +1489,25 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
+    turn->seq = ngx_pg_int(res, 0, 0);
+
+    if (ngx_pg_value(res, 0, 3).data[0] == 't') {
+        /* another holder's reply was stored first: that one is told */
+        v = ngx_pg_value(res, 0, 2);
+        turn->content.data = ngx_pnalloc(turn->pool, v.len + 1);
+        if (turn->content.data == NULL) {
+            ngx_scenario_turn_end(chat, 0);
+            return;
+        }
+
+        ngx_memcpy(turn->content.data, v.data, v.len);
+        turn->content.len = v.len;
+        duplicate = 1;
+
+    } else {
+        duplicate = 0;
+    }
+
     ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_end",
                    "seq", (json_int_t) turn->seq,
                    "content", (char *) turn->content.data,
@@ -1261,8 +1517,10 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         json_decref(ev);
     }
 
-    ngx_scenario_chat_remember(chat, "assistant", turn->content.data,
-                               turn->content.len);
+    if (!duplicate) {
+        ngx_scenario_chat_remember(chat, "assistant", turn->content.data,
+                                   turn->content.len);
+    }
 
     ngx_scenario_turn_end(chat, 1);
 }
@@ -1270,9 +1528,10 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
 
 /*
  * The turn is over: the lock goes, and a message that came in meanwhile
- * (here or on another connection) gets its reply.  After a reply, any
- * message of the trainee last in line is one; after a failure, only one
- * newer than the turn, so that a failing message is not tried forever.
+ * (here or on another connection) gets its reply: one stored after those
+ * the turn answered, so that a failing message is not tried forever.  A
+ * waiter whose holder is gone ("replied" 2) answers the last message if
+ * it is the trainee's.
  */
 
 static void
@@ -1281,6 +1540,7 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
     u_char                buf[NGX_INT_T_LEN];
     size_t                argvlen[5];
     ngx_str_t             params[2];
+    ngx_uint_t            started;
     const char           *argv[5];
     ngx_scenario_turn_t  *turn;
 
@@ -1289,6 +1549,15 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 
     if (turn == NULL) {
         return;
+    }
+
+    if (turn->renew.timer_set) {
+        ngx_del_timer(&turn->renew);
+    }
+
+    if (turn->wait.timer_set) {
+        ngx_del_timer(&turn->wait);
+        chat->refs--;       /* the timer's hold; the caller holds one too */
     }
 
     if (turn->locked) {
@@ -1310,11 +1579,16 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 
     params[0] = chat->session_id;
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%i", replied ? 0 : turn->seq) - buf;
+    params[1].len = ngx_sprintf(buf, "%i",
+                                replied == 2 ? -1 : turn->answers)
+                    - buf;
+
+    /* a turn that failed before it knew what it answered looks no further */
+    started = (turn->seq > 0);
 
     ngx_destroy_pool(turn->pool);
 
-    if (chat->closed || (!replied && params[1].len == 1 && buf[0] == '0')) {
+    if (chat->closed || (!replied && !started)) {
         return;
     }
 
