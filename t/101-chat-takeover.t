@@ -85,9 +85,13 @@ subtest 'a worker killed mid-reply: the session answers again' => sub {
     ok $start, 'the reply started';
 
     my $lock = redis_cmd('GET', "gen:$sid") // '';
-    like $lock, qr/^\d+\.\d+\.\d+$/, 'the lock holds its owner token';
-    my ($pid) = $lock =~ /^(\d+)\./;
-    ok $pid && kill('KILL', $pid), "holder worker $pid killed";
+    like $lock, qr/^[0-9a-f]{16}\.\d+\.\d+$/, 'the lock holds its owner token';
+
+    # the holder is the worker that has our connection
+    my $cport = $ws->{sock}->sockport;
+    my ($pid) = `ss -Htnp 'sport = :$ENV{TEST_NGINX_PORT} and dport = :$cport'`
+                =~ /pid=(\d+)/;
+    ok $pid && kill('KILL', $pid), 'holder worker ' . ($pid // '?') . ' killed';
 
     my $ttl = redis_cmd('PTTL', "gen:$sid");
     cmp_ok $ttl, '<=', 5000, "the lock's lease is short ($ttl ms)";
