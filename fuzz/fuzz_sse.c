@@ -10,36 +10,11 @@
 #include <ngx_core.h>
 
 #include "ngx_sse.h"
+#include "ngx_fuzz_log.h"
 
 
 #define NGX_FUZZ_MAX_LINE  512
 #define NGX_FUZZ_MAX_DATA  2048
-
-
-typedef struct {
-    u_char   *buf;
-    size_t    len;
-    size_t    size;
-    ngx_uint_t  events;
-} ngx_fuzz_log_t;
-
-
-static void
-ngx_fuzz_put(ngx_fuzz_log_t *log, u_char *p, size_t n)
-{
-    if (log->len + n > log->size) {
-        log->size = (log->len + n) * 2;
-        log->buf = realloc(log->buf, log->size);
-        if (log->buf == NULL) {
-            abort();
-        }
-    }
-
-    if (n) {
-        memcpy(log->buf + log->len, p, n);
-        log->len += n;
-    }
-}
 
 
 static ngx_int_t
@@ -48,10 +23,10 @@ ngx_fuzz_event(void *ctx, ngx_str_t *type, u_char *data, size_t len)
     ngx_fuzz_log_t  *log = ctx;
 
     /* lengths first: "a","bc" and "ab","c" must not look the same */
-    ngx_fuzz_put(log, (u_char *) &type->len, sizeof(size_t));
-    ngx_fuzz_put(log, type->data, type->len);
-    ngx_fuzz_put(log, (u_char *) &len, sizeof(size_t));
-    ngx_fuzz_put(log, data, len);
+    ngx_fuzz_log_put(log, (u_char *) &type->len, sizeof(size_t));
+    ngx_fuzz_log_put(log, type->data, type->len);
+    ngx_fuzz_log_put(log, (u_char *) &len, sizeof(size_t));
+    ngx_fuzz_log_put(log, data, len);
 
     log->events++;
 
@@ -119,8 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc1 = ngx_fuzz_run((u_char *) data, size, 0, &whole, &e1);
     rc2 = ngx_fuzz_run((u_char *) data, size, step, &split, &e2);
 
-    if (rc1 != rc2 || whole.events != split.events || whole.len != split.len
-        || (whole.len && memcmp(whole.buf, split.buf, whole.len) != 0)
+    if (rc1 != rc2 || !ngx_fuzz_log_same(&whole, &split)
         || (e1 == NULL) != (e2 == NULL)
         || (e1 && strcmp(e1, e2) != 0))
     {

@@ -8,35 +8,18 @@
  */
 
 #include "../ngx_scenario_module/ngx_http_ws.c"
-
-
-typedef struct {
-    u_char      *buf;
-    size_t       len;
-    size_t       size;
-} ngx_fuzz_log_t;
+#include "ngx_fuzz_log.h"
 
 
 static ngx_fuzz_log_t  *ngx_fuzz_log;
 
 
+/* the parser's callbacks carry no context of the harness: a global log */
+
 static void
-ngx_fuzz_put(u_char *p, size_t n)
+ngx_fuzz_put(const void *p, size_t n)
 {
-    ngx_fuzz_log_t  *log = ngx_fuzz_log;
-
-    if (log->len + n > log->size) {
-        log->size = (log->len + n) * 2;
-        log->buf = realloc(log->buf, log->size);
-        if (log->buf == NULL) {
-            abort();
-        }
-    }
-
-    if (n) {
-        memcpy(log->buf + log->len, p, n);
-        log->len += n;
-    }
+    ngx_fuzz_log_put(ngx_fuzz_log, p, n);
 }
 
 
@@ -175,9 +158,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_fuzz_run((u_char *) data, size, 0, &whole);
     ngx_fuzz_run((u_char *) data, size, step, &split);
 
-    if (whole.len != split.len
-        || (whole.len && memcmp(whole.buf, split.buf, whole.len) != 0))
-    {
+    if (!ngx_fuzz_log_same(&whole, &split)) {
         fprintf(stderr, "split at %zu: %zu bytes of outcome against %zu\n",
                 step, split.len, whole.len);
         abort();
