@@ -12,13 +12,9 @@ use Test::Scenario::Platform;
 
 my %conf = %{ platform_conf(model_timeout => '0') };
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('lock-' || :'v1' || '@example.com', 'x', 'Lock Tester')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('lock', 'Lock Tester');
 my $token = make_token($uid);
-my $scenario = pg_exec("SELECT id FROM scenarios WHERE slug = 'refund-angry-customer'");
-my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
-    VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+my $sid = make_session($uid);
 
 start_nginx(\%conf);
 

@@ -11,13 +11,9 @@ use Test::Scenario::Platform;
 
 my %conf = %{ platform_conf() };
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('resolved-' || :'v1' || '@example.com', 'x', 'Late Tester')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('resolved', 'Late Tester');
 my $token = make_token($uid);
-my $scenario = pg_exec("SELECT id FROM scenarios WHERE slug = 'refund-angry-customer'");
-my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
-    VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+my $sid = make_session($uid);
 
 sub read_until {
     my ($ws, $until, $secs) = @_;

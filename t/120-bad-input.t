@@ -20,11 +20,8 @@ my %conf = %{ platform_conf(config => <<"_EOC_", nginx => { no_root_location => 
     }
 _EOC_
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('bad-' || :'v1' || '@example.com', 'x', 'Bad Input')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('bad', 'Bad Input');
 my $token = make_token($uid);
-my $scenario = pg_exec("SELECT id FROM scenarios WHERE slug = 'refund-angry-customer'");
 my $auth = { Authorization => "Bearer $token" };
 
 sub is_json_error {
@@ -79,8 +76,7 @@ subtest 'a JSON error whose library text would end inside a character' => sub {
 };
 
 subtest 'resume past the range of a seq is the client\'s error' => sub {
-    my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
-        VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+    my $sid = make_session($uid);
     my $ws = ws_connect("/sessions/$sid/chat", $auth, { timeout => 5 });
     is $ws->status, 101, 'connected';
 

@@ -14,13 +14,9 @@ use Test::Scenario::Platform;
 
 my %conf = %{ platform_conf() };
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('hostile-' || :'v1' || '@example.com', 'x', 'Hostile Peer')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('hostile', 'Hostile Peer');
 my $token = make_token($uid);
-my $scenario = pg_exec("SELECT id FROM scenarios WHERE slug = 'refund-angry-customer'");
-my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
-    VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+my $sid = make_session($uid);
 
 sub connect_chat {
     my $ws = ws_connect("/sessions/$sid/chat",

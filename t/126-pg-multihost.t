@@ -21,9 +21,7 @@ _EOC_
     config => "include $ENV{TEST_NGINX_REPO}/conf/scenario-api.conf;",
 );
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('multihost-' || :'v1' || '@example.com', 'x', 'Multi Host')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('multihost', 'Multi Host');
 my $token = make_token($uid);
 
 start_nginx(\%conf);

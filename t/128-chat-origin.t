@@ -14,18 +14,14 @@ use Test::Scenario::Platform;
 
 my %conf = %{ platform_conf() };
 
-my $uid = pg_exec(q{INSERT INTO users (email, password_hash, display_name)
-    VALUES ('origin-' || :'v1' || '@example.com', 'x', 'Origin')
-    RETURNING id}, time() . "-$$");
+my $uid = make_user('origin', 'Origin');
 my $token = make_token($uid);
-my $scenario = pg_exec("SELECT id FROM scenarios WHERE slug = 'refund-angry-customer'");
 
 start_nginx({ %conf, master => 1, workers => 2 });
 
 # redis-cli prints to stdout: capture it through a pipe instead
 sub capture_origins {
-    my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
-        VALUES (:'v1', :'v2') RETURNING id}, $uid, $scenario);
+    my $sid = make_session($uid);
     open my $sub, '-|', 'timeout', '3', 'redis-cli', '-h', '127.0.0.1',
         '-p', $ENV{TEST_NGINX_REDIS_PORT}, 'SUBSCRIBE', "chat:$sid"
         or die "redis-cli: $!";

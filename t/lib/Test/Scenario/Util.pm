@@ -36,7 +36,7 @@ our @EXPORT = qw(
 );
 
 our @EXPORT_OK = qw(
-    make_token expand_env http_raw error_log_data nginx_pid nginx_port nginx_servroot
+    make_token make_user make_session expand_env http_raw error_log_data nginx_pid nginx_port nginx_servroot
     nginx_html_dir nginx_binary gen_nginx_conf parse_http_response
 );
 
@@ -891,6 +891,29 @@ sub make_token {
     my $reply = redis_cmd('SET', $key, $user_id, 'EX', $ttl);
     croak "make_token: redis SET $key failed: $reply" unless $reply eq 'OK';
     return $token;
+}
+
+# make_user($label, $name) inserts a user whose email is unique to this run
+# ("$label-<time>-<pid>-<n>@example.com"; its password hash is a dummy, so it
+# cannot log in) and returns its id.
+my $UserSeq = 0;
+sub make_user {
+    my ($label, $name) = @_;
+    croak 'make_user: a label is required' unless defined $label;
+    $UserSeq++;
+    return pg_exec(q{INSERT INTO users (email, password_hash, display_name)
+        VALUES (:'v1' || '@example.com', 'x', :'v2') RETURNING id},
+        join('-', $label, int(time()), $$, $UserSeq), $name // $label);
+}
+
+# make_session($user_id, $slug) starts a session of the scenario $slug
+# (default the refund scenario) for $user_id and returns its id.
+sub make_session {
+    my ($user_id, $slug) = @_;
+    $slug //= 'refund-angry-customer';
+    return pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
+        SELECT :'v1', id FROM scenarios WHERE slug = :'v2' RETURNING id},
+        $user_id, $slug);
 }
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
