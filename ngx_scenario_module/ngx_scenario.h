@@ -200,7 +200,7 @@ struct ngx_scenario_ctx_s {
 extern ngx_module_t  ngx_scenario_module;
 
 
-/* ngx_scenario_module.c: shared plumbing of the flows */
+/* ngx_scenario_util.c: the per-request plumbing every flow calls */
 ngx_scenario_ctx_t *ngx_scenario_ctx(ngx_http_request_t *r);
 ngx_scenario_ctx_t *ngx_scenario_user(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_method_not_allowed(ngx_http_request_t *r,
@@ -219,9 +219,6 @@ void ngx_scenario_count(ngx_http_request_t *r, ngx_uint_t metric,
     ngx_atomic_int_t n);
 void ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
     ngx_msec_t started);
-void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
-    json_t *user, ngx_scenario_stamp_t *stamp);
-void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
 
 /* ngx_scenario_access.c */
 ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);
@@ -263,6 +260,9 @@ ngx_int_t ngx_scenario_cache_get(ngx_scenario_main_conf_t *smcf,
     ngx_uint_t kind, ngx_str_t *key, ngx_str_t *value);
 void ngx_scenario_cache_put(ngx_scenario_main_conf_t *smcf, ngx_uint_t kind,
     ngx_scenario_stamp_t *stamp, ngx_str_t *key, ngx_str_t *value);
+void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
+    json_t *user, ngx_scenario_stamp_t *stamp);
+void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
 void ngx_scenario_cache_forget(ngx_uint_t kind, ngx_str_t *key);
 
 /* ngx_scenario_revoke.c */

@@ -156,3 +156,92 @@ ngx_scenario_cache_message(void *data, ngx_str_t *channel,
     ngx_ttl_cache_flush(&ngx_scenario_tokens);
     ngx_ttl_cache_flush(&ngx_scenario_profiles);
 }
+
+
+/*
+ * The profile that /auth/me answers with, kept in Redis so that the hot
+ * path needs no Postgres.  Nothing waits for these commands.
+ */
+
+
+void
+ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user,
+    ngx_scenario_stamp_t *stamp)
+{
+    u_char                    *key;
+    char                      *doc;
+    size_t                     argvlen[5];
+    ngx_str_t                  value;
+    const char                *argv[5];
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
+    doc = json_dumps(user, JSON_COMPACT);
+
+    if (key == NULL || doc == NULL) {
+        free(doc);
+        return;
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (char *) key;
+    argvlen[1] = ngx_sprintf(key, "user:%V", id) - key;
+    argv[2] = doc;
+    argvlen[2] = ngx_strlen(doc);
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = NGX_SCENARIO_USER_TTL;
+    argvlen[4] = sizeof(NGX_SCENARIO_USER_TTL) - 1;
+
+    (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 5,
+                             argv, argvlen);
+
+    value.data = (u_char *) doc;
+    value.len = argvlen[2];
+    ngx_scenario_cache_put(smcf, NGX_SCENARIO_CACHE_PROFILE, stamp, id,
+                           &value);
+
+    free(doc);
+}
+
+
+/* the profile changed: Redis drops it and every worker is told */
+
+static const char  ngx_scenario_forget_script[] =
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
+    "return 1";
+
+
+void
+ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                    *key;
+    size_t                     argvlen[4];
+    const char                *argv[4];
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, id);
+
+    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
+    if (key == NULL) {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_forget_script;
+    argvlen[1] = sizeof(ngx_scenario_forget_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key;
+    argvlen[3] = ngx_sprintf(key, "user:%V", id) - key;
+
+    (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 4,
+                             argv, argvlen);
+}
