@@ -1268,6 +1268,17 @@ static const char *const JUDGE_RUDE[] = {
     "courier's problem", "not my job", "whatever", NULL
 };
 
+/* acknowledging feelings, as the rules' list does (an apology is apart) */
+static const char *const ACK[] = {
+    "i understand", "i can understand", "i completely understand",
+    "understandable", "i hear you", "i can see why", "i can imagine",
+    "that must be", "must be frustrating", "that sounds", "frustrating",
+    "frustrated", "stressful", "i appreciate", "thank you for",
+    "thanks for", "that makes sense", "you're right", "how you feel",
+    "don't worry", "no rush", "take your time", "not your fault",
+    "very common", "completely normal", "normal to feel", NULL
+};
+
 static const char *const APOLOGY[] = {
     "sorry", "apolog", "my fault", "our fault", "my mistake", "our mistake",
     NULL
@@ -1501,7 +1512,7 @@ judge_rubric(const char *sys, size_t sn, const char *user, size_t un,
         if (ci_find(tu[t].text, tu[t].len, JUDGE_RUDE) >= 0) {
             rude++;
         }
-        polite |= ci_any(tu[t].text, tu[t].len, SOFT);
+        polite |= ci_any(tu[t].text, tu[t].len, ACK);
         apology |= ci_any(tu[t].text, tu[t].len, APOLOGY);
         steps += ci_any(tu[t].text, tu[t].len, STEP);
         specific += ci_any(tu[t].text, tu[t].len, SPECIFIC);
