@@ -889,7 +889,7 @@ judged(ngx_scenario_assess_scenario_t *sc, line_t *lines, const char *answer)
 }
 
 
-#define NO_MANIPULATION  "\"manipulation\":{\"quote\":\"\",\"attempted\":false}"
+#define NO_MANIPULATION "\"manipulation\":{\"quote\":\"\",\"attempted\":false}"
 
 
 static void
