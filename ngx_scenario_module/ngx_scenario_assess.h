@@ -1,10 +1,10 @@
 /*
  * The assessment of a practice conversation: a deterministic, explainable
- * grading by rules (always available, same transcript -> same scores), the
- * Chat Completions request that asks a model for a second opinion, and the
- * blend of the two.  Pure computation over jansson values: no I/O, no
- * events, no pools; only ngx_str_t, ngx_int_t and ngx_uint_t from nginx
- * (so that t/assess/ builds it with a few stand-in typedefs).
+ * grading by rules (always available, same transcript -> same scores), on
+ * which the judge (ngx_scenario_judge.h) builds.  Pure computation over
+ * jansson values: no I/O, no events, no pools; only ngx_str_t, ngx_int_t
+ * and ngx_uint_t from nginx (so that t/assess/ builds it with a few
+ * stand-in typedefs).
  */
 
 #ifndef _NGX_SCENARIO_ASSESS_H_INCLUDED_
@@ -14,10 +14,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <jansson.h>
-
-
-/* tenths of a dimension kept from the rules when a model's grade is blended */
-#define NGX_SCENARIO_ASSESS_RULES_SHARE  6
 
 
 typedef struct {
@@ -49,6 +45,7 @@ typedef struct {
  *    an unmet one has a "suggestion": the sentence of good_resolution
  *    holding one of its keywords, when there is one),
  *    "satisfied":true|false,
+ *    "noted":N (turns holding a note to the grader, left out),
  *    "weights":{...the four weights used for overall...},
  *    "graded_by":"rules"}
  * NULL only when memory runs out.
@@ -57,29 +54,45 @@ json_t *ngx_scenario_assess(ngx_scenario_assess_scenario_t *sc,
     ngx_scenario_assess_msg_t *msgs, ngx_uint_t n);
 
 /*
- * A Chat Completions request (a new object, "stream": false) asking model
- * to grade the transcript against the scenario's rubric, answering in a
- * strict json_schema: {"feedback":[...],"empathy","clarity","resolution",
- * "efficiency"}.  The transcript travels as quoted data that cannot close
- * its delimiters, and the prompt tells the judge to ignore instructions in
- * it.  NULL only when memory runs out.
+ * A criterion the judge credited, its quote verified by ngx_scenario_judge.c:
+ * [pos, pos + len) of msgs[msg].content, the trainee's turn-th message.
  */
-json_t *ngx_scenario_assess_judge_request(ngx_scenario_assess_scenario_t *sc,
-    ngx_str_t *model, ngx_str_t *goal, ngx_str_t *good_resolution,
-    ngx_scenario_assess_msg_t *msgs, ngx_uint_t n);
+typedef struct {
+    ngx_uint_t  msg;
+    ngx_uint_t  turn;        /* 1-based; 0: no credit */
+    size_t      pos;
+    size_t      len;
+} ngx_scenario_assess_credit_t;
+
+/* a trainee turn as the rules read it */
+typedef struct {
+    ngx_uint_t  msg;         /* index in msgs */
+    size_t      len;         /* bytes read: up to a note to the grader */
+    ngx_uint_t  noted;       /* it held a note to the grader */
+    ngx_uint_t  earns;       /* 0: a keyword list, repeat, copy or filler */
+} ngx_scenario_assess_turn_t;
+
 
 /*
- * Blends a judge's answer (the message content of the chat.completion)
- * into assessment, a rules assessment made by ngx_scenario_assess().
- * NGX_OK: each dimension became round(0.6 * rules + 0.4 * model), overall
- * was recomputed with the same weights, the model's feedback was appended
- * with a "Model: " prefix and graded_by is "rules+model".  NGX_DECLINED:
- * the answer was unusable (not the schema's JSON, a score out of 0-100 or
- * not an integer, not 1-6 feedback sentences of 1-300 characters); the
- * scores are untouched and a feedback line says so.  NGX_ERROR: assessment
- * is not a rules assessment (e.g. blended already) or memory ran out.
+ * ngx_scenario_assess() with the judge's verified credits: credits[i]
+ * (one per criterion of the assessment's "criteria", in order; NULL: none)
+ * meets criterion i when the rules did not and its turn earns; such a
+ * criterion's quote is the judge's, cut at 160 bytes.  Scores follow.
  */
-ngx_int_t ngx_scenario_assess_blend(json_t *assessment, ngx_str_t *answer);
+json_t *ngx_scenario_assess_credited(ngx_scenario_assess_scenario_t *sc,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t n,
+    ngx_scenario_assess_credit_t *credits);
+
+/* The trainee's turns (at most max) into turns; answers how many. */
+ngx_uint_t ngx_scenario_assess_turns(ngx_scenario_assess_scenario_t *sc,
+    ngx_scenario_assess_msg_t *msgs, ngx_uint_t n,
+    ngx_scenario_assess_turn_t *turns, ngx_uint_t max);
+
+/*
+ * overall from the four dimensions (empathy, clarity, resolution,
+ * efficiency) and an assessment's "weights", as the rules compute it.
+ */
+ngx_int_t ngx_scenario_assess_overall(json_t *weights, ngx_int_t *dim);
 
 
 #endif /* _NGX_SCENARIO_ASSESS_H_INCLUDED_ */

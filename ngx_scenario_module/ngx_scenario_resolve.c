@@ -19,12 +19,14 @@
 
 #include "ngx_scenario.h"
 #include "ngx_scenario_assess.h"
+#include "ngx_scenario_judge.h"
 
 
 #define NGX_SCENARIO_BOARD_SIZE  20
 
 
 typedef struct {
+    json_t                          *rules;
     json_t                          *assessment;
     json_t                          *messages;
     json_t                          *scenario;
@@ -52,6 +54,8 @@ static void ngx_scenario_resolve_delta(void *data, u_char *text,
 static void ngx_scenario_resolve_judged(void *data, ngx_int_t rc,
     ngx_uint_t status, time_t retry_after, ngx_str_t *error,
     ngx_str_t *content);
+static void ngx_scenario_resolve_grade(ngx_http_request_t *r,
+    ngx_scenario_resolve_t *rs, ngx_str_t *answer, const char *failed);
 static void ngx_scenario_resolve_store(ngx_http_request_t *r,
     ngx_scenario_resolve_t *rs);
 static void ngx_scenario_resolve_stored(ngx_http_request_t *r,
@@ -219,9 +223,9 @@ ngx_scenario_resolve_loaded(ngx_http_request_t *r, PGresult *res,
         return;
     }
 
-    rs->assessment = ngx_http_json_own(r->pool,
-                         ngx_scenario_assess(&rs->sc, rs->msgs, rs->nmsgs));
-    if (rs->assessment == NULL) {
+    rs->rules = ngx_http_json_own(r->pool,
+                    ngx_scenario_assess(&rs->sc, rs->msgs, rs->nmsgs));
+    if (rs->rules == NULL) {
         ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -233,7 +237,7 @@ ngx_scenario_resolve_loaded(ngx_http_request_t *r, PGresult *res,
         return;
     }
 
-    ngx_scenario_resolve_store(r, rs);
+    ngx_scenario_resolve_grade(r, rs, NULL, NULL);
 }
 
 
@@ -313,9 +317,9 @@ ngx_scenario_resolve_judge(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
 
-    req = ngx_scenario_assess_judge_request(&rs->sc, &slcf->model_name,
-                                            &rs->goal, &rs->good, rs->msgs,
-                                            rs->nmsgs);
+    req = ngx_scenario_judge_request(&rs->sc, &slcf->model_name,
+                                     &rs->goal, &rs->good, rs->msgs,
+                                     rs->nmsgs);
     if (req == NULL) {
         goto rules_only;
     }
@@ -340,9 +344,7 @@ ngx_scenario_resolve_judge(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
 
 rules_only:
 
-    ngx_str_null(&body);
-    (void) ngx_scenario_assess_blend(rs->assessment, &body);
-    ngx_scenario_resolve_store(r, rs);
+    ngx_scenario_resolve_grade(r, rs, NULL, "it could not be asked");
 }
 
 
@@ -359,7 +361,6 @@ ngx_scenario_resolve_judged(void *data, ngx_int_t rc, ngx_uint_t status,
 {
     ngx_http_request_t  *r = data;
 
-    ngx_str_t                none;
     ngx_connection_t        *c;
     ngx_scenario_ctx_t      *ctx;
     ngx_scenario_resolve_t  *rs;
@@ -372,18 +373,35 @@ ngx_scenario_resolve_judged(void *data, ngx_int_t rc, ngx_uint_t status,
     ngx_scenario_model_observe(r, rc, rs->started);
 
     if (rc == NGX_OK) {
-        (void) ngx_scenario_assess_blend(rs->assessment, content);
+        ngx_scenario_resolve_grade(r, rs, content, NULL);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "the model's grading failed (status %ui): %V",
                       status, error);
-        ngx_str_null(&none);
-        (void) ngx_scenario_assess_blend(rs->assessment, &none);
+        ngx_scenario_resolve_grade(r, rs, NULL, "the model's call failed");
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the judge's answer, checked and blended; without one, the rules alone */
+
+static void
+ngx_scenario_resolve_grade(ngx_http_request_t *r, ngx_scenario_resolve_t *rs,
+    ngx_str_t *answer, const char *failed)
+{
+    rs->assessment = ngx_http_json_own(r->pool,
+                         ngx_scenario_judge_apply(rs->rules, &rs->sc,
+                                                  rs->msgs, rs->nmsgs,
+                                                  answer, failed));
+    if (rs->assessment == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
     ngx_scenario_resolve_store(r, rs);
-    ngx_http_run_posted_requests(c);
 }
 
 
@@ -564,8 +582,10 @@ ngx_scenario_resolve_shape(json_t *in)
     json_t      *p, *d, *w, *out, *op, *v;
     ngx_uint_t   i;
 
-    /* additive keys of issue 8 (sql/008), after API.md's */
-    static const char  *extra[] = { "criteria", "pass_mark", "passed" };
+    /* additive keys of issue 8 (sql/008, sql/050), after API.md's */
+    static const char  *extra[] = { "criteria", "pass_mark", "passed",
+                                    "review_suggested", "manipulation",
+                                    "judge" };
 
     p = json_object_get(in, "performance");
     d = json_object_get(p, "dimensions");

@@ -324,6 +324,7 @@ struct conn_s {
     char        method[16];
     char        path[256];
     char        fail_hdr[256];
+    char        reply_file[512];
     buf_t       dec;            /* decoded chunked body */
 
     plan_t     *plan;
@@ -1240,6 +1241,385 @@ judge_reply(const char *tx, size_t n, json_t *rf, const trig_t *t,
 
 
 /* ------------------------------------------------------------------------
+ * The judge of the rubric (response_format "rubric_judgement", issue 8,
+ * item 4): per criterion a verdict with an exact quote of the trainee,
+ * the manipulation question, feedback and the four scores.  It follows the
+ * rules' assessment, more simply: a keyword list, a repeat, a copy or
+ * filler (game_of) meets nothing, nor does a note to the grader, which is
+ * reported under manipulation and otherwise ignored.  A criterion is met
+ * by the first sentence of a turn that shares a word stem (5 letters) with
+ * its description.
+ */
+
+#define JUDGE_TURNS  64
+
+static const char *const NOTE[] = {
+    "note to the grader", "to the grader", "dear grader", "ignore the rubric",
+    "ignore previous instructions", "ignore all previous",
+    "ignore your instructions", "score 100", "score this 100", "give me 100",
+    "full marks", "note to the assessor", "note to the ai", NULL
+};
+
+static const char *const JUDGE_RUDE[] = {
+    "calm down", "not my problem", "not our problem", "your problem",
+    "deal with it", "shut up", "stupid", "take it or leave it",
+    "nothing i can do", "nothing we can do", "get over it", "i don't care",
+    "your own fault", "your fault", "overreacting", "that's policy",
+    "courier's problem", "not my job", "whatever", NULL
+};
+
+/* acknowledging feelings, as the rules' list does (an apology is apart) */
+static const char *const ACK[] = {
+    "i understand", "i can understand", "i completely understand",
+    "understandable", "i hear you", "i can see why", "i can imagine",
+    "that must be", "must be frustrating", "that sounds", "frustrating",
+    "frustrated", "stressful", "i appreciate", "thank you for",
+    "thanks for", "that makes sense", "you're right", "how you feel",
+    "don't worry", "no rush", "take your time", "not your fault",
+    "very common", "completely normal", "normal to feel", NULL
+};
+
+static const char *const APOLOGY[] = {
+    "sorry", "apolog", "my fault", "our fault", "my mistake", "our mistake",
+    NULL
+};
+
+static const char *const SPECIFIC[] = {
+    "today", "tomorrow", "tonight", "within", "first", "then", "minutes",
+    "hours", "days", "monday", "tuesday", "wednesday", "thursday", "friday",
+    NULL
+};
+
+/* description words that say nothing of the criterion */
+static const char *const STEM_STOP[] = {
+    "gives", "takes", "makes", "offer", "about", "their", "there", "which",
+    "other", "befor", "inste", "somet", "exact", "happe", "sure ", NULL
+};
+
+typedef struct {
+    const char  *text;        /* the trainee's words, in the request */
+    size_t       len;         /* up to a note to the grader */
+    size_t       full;
+    int          game;
+    size_t       note_at;     /* the note's phrase, or full */
+} jturn_t;
+
+
+/* the first phrase of list at a word start in s: its offset, or -1 */
+static long
+ci_find(const char *s, size_t n, const char *const *list)
+{
+    size_t       i, m;
+    long         best = -1;
+
+    for (; *list; list++) {
+        m = strlen(*list);
+        for (i = 0; i + m <= n; i++) {
+            if ((i == 0 || !isalpha((unsigned char) s[i - 1]))
+                && strncasecmp(s + i, *list, m) == 0)
+            {
+                if (best < 0 || (long) i < best) {
+                    best = (long) i;
+                }
+                break;
+            }
+        }
+    }
+    return best;
+}
+
+
+/* the sentence of s around [at, at + len): *b, *e */
+static void
+jsentence(const char *s, size_t n, size_t at, size_t len, size_t *b,
+    size_t *e)
+{
+    size_t  i = at, j = at + len;
+
+    while (i > 0 && !strchr(".!?\n[", s[i - 1])) i--;
+    while (i < at && isspace((unsigned char) s[i])) i++;
+    while (j < n && !strchr(".!?]\n", s[j])) j++;
+    if (j < n && s[j] != '\n') j++;
+    *b = i;
+    *e = j;
+}
+
+
+/* a stem of the description (5 letters of a 5+ letter word) in s? */
+static long
+stem_hit(const char *desc, const char *s, size_t n)
+{
+    size_t        i, st, k;
+    char          stem[6];
+    const char  *const *f;
+
+    for (i = 0; desc[i]; i = st) {
+        while (desc[i] && !isalpha((unsigned char) desc[i])) i++;
+        st = i;
+        while (isalpha((unsigned char) desc[st])) st++;
+        if (st - i < 5) {
+            continue;
+        }
+        for (k = 0; k < 5; k++) {
+            stem[k] = (char) tolower((unsigned char) desc[i + k]);
+        }
+        stem[5] = '\0';
+        for (f = STEM_STOP; *f; f++) {
+            if (strncmp(*f, stem, 5) == 0) {
+                break;
+            }
+        }
+        if (*f == NULL) {
+            const char *const one[] = { stem, NULL };
+            long pos = ci_find(s, n, one);
+            if (pos >= 0) {
+                return pos;
+            }
+        }
+    }
+    return -1;
+}
+
+
+static int
+jturns(json_t *tx, jturn_t *tu, const char **persona, size_t *plen)
+{
+    json_t      *m;
+    size_t       i, k;
+    int          n = 0;
+    long         note;
+    const char  *who, *text;
+    buf_t        prev = {0};
+
+    *persona = NULL;
+    *plen = 0;
+    json_array_foreach(tx, i, m) {
+        who = json_string_value(json_object_get(m, "speaker"));
+        text = json_string_value(json_object_get(m, "text"));
+        k = json_string_length(json_object_get(m, "text"));
+        if (who == NULL || text == NULL) {
+            continue;
+        }
+        if (strcmp(who, "trainee") == 0 && n < JUDGE_TURNS) {
+            tu[n].text = text;
+            tu[n].full = k;
+            note = ci_find(text, k, NOTE);
+            tu[n].note_at = note < 0 ? k : (size_t) note;
+            tu[n].len = tu[n].note_at;
+            while (tu[n].len > 0 && !strchr(".!?\n", text[tu[n].len - 1])) {
+                tu[n].len--;
+            }
+            tu[n].game = game_of(text, tu[n].len, "", 0,
+                                 prev.p ? prev.p : "", prev.len);
+            n++;
+        } else if (strcmp(who, "persona") == 0) {
+            *persona = text;
+            *plen = k;
+        }
+        if (prev.len) {
+            buf_adds(&prev, "\n");
+        }
+        buf_add(&prev, text, k);
+    }
+    buf_free(&prev);
+    return n;
+}
+
+
+static json_t *
+jcriteria(json_t *rubric, jturn_t *tu, int n, int *met)
+{
+    json_t      *out, *c;
+    size_t       i, b, e;
+    int          t;
+    long         pos;
+    const char  *desc;
+
+    out = json_array();
+    *met = 0;
+    json_array_foreach(rubric, i, c) {
+        desc = json_string_value(json_object_get(c, "description"));
+        pos = -1;
+        for (t = 0; t < n && desc; t++) {
+            if (tu[t].game == GAME_NONE && tu[t].len
+                && (pos = stem_hit(desc, tu[t].text, tu[t].len)) >= 0)
+            {
+                break;
+            }
+        }
+        if (pos < 0) {
+            json_array_append_new(out, json_pack("{s:O,s:s,s:b}",
+                "key", json_object_get(c, "key"), "quote", "", "met", 0));
+            continue;
+        }
+        jsentence(tu[t].text, tu[t].len, (size_t) pos, 5, &b, &e);
+        (*met)++;
+        json_array_append_new(out, json_pack("{s:O,s:s%,s:b}",
+            "key", json_object_get(c, "key"),
+            "quote", tu[t].text + b, e - b, "met", 1));
+    }
+    return out;
+}
+
+
+static void
+judge_rubric(const char *sys, size_t sn, const char *user, size_t un,
+    const trig_t *trig, buf_t *out)
+{
+    json_t       *rubric, *tx, *o, *fb, *crit, *manip;
+    jturn_t       tu[JUDGE_TURNS];
+    json_error_t  err;
+    const char   *p, *persona, *q;
+    size_t        plen, b, e, i;
+    char         *s;
+    int           n, t, met, games = 0, rude = 0, polite = 0, apology = 0;
+    int           questions = 0, specific = 0, steps = 0, satisfied, ncrit;
+    int           manip_turn = -1;
+
+    if (trig->json_nonsense) {
+        buf_adds(out, "Overall the trainee did fine, I would say seven out "
+                      "of ten. No JSON today, sorry!");
+        return;
+    }
+
+    p = memmem(sys, sn, "Success criteria (JSON): ", 25);
+    rubric = p ? json_loadb(p + 25, sn - (size_t) (p + 25 - sys),
+                            JSON_DISABLE_EOF_CHECK, &err) : NULL;
+    p = memmem(user, un, "\n<transcript>\n", 14);
+    tx = p ? json_loadb(p + 14, un - (size_t) (p + 14 - user),
+                        JSON_DISABLE_EOF_CHECK, &err) : NULL;
+    if (!json_is_array(rubric)) {
+        json_decref(rubric);
+        rubric = json_array();
+    }
+    if (!json_is_array(tx)) {
+        json_decref(tx);
+        tx = json_array();
+    }
+
+    n = jturns(tx, tu, &persona, &plen);
+    crit = jcriteria(rubric, tu, n, &met);
+    ncrit = (int) json_array_size(rubric);
+
+    for (t = 0; t < n; t++) {
+        if (manip_turn < 0 && tu[t].note_at < tu[t].full) {
+            manip_turn = t;
+        }
+        if (tu[t].game != GAME_NONE) {
+            games++;
+            continue;
+        }
+        if (ci_find(tu[t].text, tu[t].len, JUDGE_RUDE) >= 0) {
+            rude++;
+        }
+        polite |= ci_any(tu[t].text, tu[t].len, ACK);
+        apology |= ci_any(tu[t].text, tu[t].len, APOLOGY);
+        steps += ci_any(tu[t].text, tu[t].len, STEP);
+        specific += ci_any(tu[t].text, tu[t].len, SPECIFIC);
+        questions += memchr(tu[t].text, '?', tu[t].len) != NULL;
+    }
+    satisfied = persona && games < n
+                && memmem(persona, plen, "that works for me", 17) != NULL;
+
+    if (manip_turn >= 0) {
+        q = tu[manip_turn].text;
+        jsentence(q, tu[manip_turn].full, tu[manip_turn].note_at, 1, &b, &e);
+        manip = json_pack("{s:s%,s:b}", "quote", q + b, e - b,
+                          "attempted", 1);
+    } else {
+        manip = json_pack("{s:s,s:b}", "quote", "", "attempted", 0);
+    }
+
+    fb = json_array();
+    json_array_append_new(fb, json_sprintf("%d of %d criteria met, each "
+                                           "with a quote.", met, ncrit));
+    for (t = 0, i = 0; t < n && i < 3; t++) {
+        if (tu[t].game != GAME_NONE) {
+            json_array_append_new(fb, json_sprintf("Turn %d is not a reply "
+                "(a list, a repeat, a copy or filler).", t + 1));
+            i++;
+        }
+    }
+    if (rude) {
+        json_array_append_new(fb, json_string("Dismissive or rude words "
+                                              "cost a lot."));
+    }
+    json_array_append_new(fb, json_string(
+        "Scored by openai-stub, a deterministic stand-in, not a model."));
+
+    o = json_object();
+    json_object_set_new(o, "criteria", crit);
+    json_object_set_new(o, "manipulation", manip);
+    json_object_set_new(o, "feedback", fb);
+    if (trig->json_range) {
+        json_object_set_new(o, "empathy", json_integer(150));
+        json_object_set_new(o, "clarity", json_integer(-5));
+        json_object_set_new(o, "resolution", json_integer(101));
+        json_object_set_new(o, "efficiency", json_integer(-1));
+    } else {
+        json_object_set_new(o, "empathy", json_integer(clamp(
+            25 + 30 * polite + 15 * apology + 5 * (questions > 4 ? 4
+                                                   : questions)
+            - 30 * rude - 10 * (games > 2 ? 2 : games), 0, 100)));
+        json_object_set_new(o, "clarity", json_integer(clamp(
+            45 + 10 * (specific > 3 ? 3 : specific)
+            + 5 * (questions > 3 ? 3 : questions)
+            - 15 * (games > 3 ? 3 : games) - 10 * rude, 0, 100)));
+        json_object_set_new(o, "resolution", json_integer(clamp(
+            (ncrit ? 60 * met / ncrit : 0) + 30 * satisfied
+            + 10 * (steps > 0) - 15 * rude - 10 * (games > 3 ? 3 : games),
+            0, 100)));
+        json_object_set_new(o, "efficiency", json_integer(clamp(
+            (satisfied ? 100 : 50) - 20 * (rude > 3 ? 3 : rude)
+            - 10 * (games > 3 ? 3 : games), 0, 100)));
+    }
+
+    s = json_dumps(o, JSON_PRESERVE_ORDER);
+    if (s == NULL) {
+        die_oom();
+    }
+    buf_adds(out, s);
+    free(s);
+    json_decref(o);
+    json_decref(rubric);
+    json_decref(tx);
+}
+
+
+/* the judge of the rubric is known by its response_format's name */
+static int
+is_rubric(json_t *rf)
+{
+    const char  *name;
+
+    name = json_string_value(json_object_get(json_object_get(rf,
+               "json_schema"), "name"));
+    return name && strcmp(name, "rubric_judgement") == 0;
+}
+
+
+/* X-Stub-Reply-File: the reply is that file's bytes (tests); 0: none */
+static int
+reply_file(const char *path, buf_t *out)
+{
+    FILE    *f;
+    char     chunk[4096];
+    size_t   n;
+
+    if (path[0] == '\0' || (f = fopen(path, "rb")) == NULL) {
+        return 0;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        buf_add(out, chunk, n);
+    }
+    fclose(f);
+    buf_grow(out, 0);
+    out->p[out->len] = '\0';
+    return 1;
+}
+
+
+/* ------------------------------------------------------------------------
  * Logging
  */
 
@@ -1381,6 +1761,7 @@ request_reset(conn_t *c)
     c->keepalive = 1;
     c->auth_ok = 0;
     c->fail_hdr[0] = '\0';
+    c->reply_file[0] = '\0';
     c->method[0] = '\0';
     c->path[0] = '\0';
     c->dec.len = 0;
@@ -1997,7 +2378,12 @@ chat(conn_t *c, const char *body, size_t blen)
 
     /* the reply */
     strip_markers(last.p ? last.p : "", last.len, &clean);
-    if (json_mode) {
+    if (json_mode && reply_file(c->reply_file, &p->text)) {
+        /* a test's own answer, as it wrote it */
+    } else if (json_mode && is_rubric(rf)) {
+        judge_rubric(sys.p ? sys.p : "", sys.len, last.p ? last.p : "",
+                     last.len, &trig, &p->text);
+    } else if (json_mode) {
         judge_reply(all.p ? all.p : "", all.len, rf, &trig, &p->text);
     } else {
         persona_reply(sys.p ? sys.p : "", sys.len, has_user,
@@ -2385,6 +2771,8 @@ parse_head(conn_t *c)
             }
         } else if (strcasecmp(name, "X-Stub-Fail") == 0) {
             snprintf(c->fail_hdr, sizeof(c->fail_hdr), "%s", val);
+        } else if (strcasecmp(name, "X-Stub-Reply-File") == 0) {
+            snprintf(c->reply_file, sizeof(c->reply_file), "%s", val);
         } else if (strcasecmp(name, "Expect") == 0) {
             if (strcasecmp(val, "100-continue") == 0) {
                 c->expect_continue = 1;

@@ -22,6 +22,7 @@ my @cmd = ($cc, qw(-std=gnu99 -O2 -Wall -Wextra -Werror -Wno-unused-parameter
                    -I t/assess -I ngx_scenario_module -o), $bin,
            't/assess/assess_test.c',
            'ngx_scenario_module/ngx_scenario_assess.c',
+           'ngx_scenario_module/ngx_scenario_judge.c',
            '-ljansson');
 my $out = `@cmd 2>&1`;
 is $?, 0, 'the engine and its test build with -Wall -Wextra -Werror'
@@ -40,6 +41,8 @@ SKIP: {
                 '-I', 'ngx_scenario_module', '-o', "$dir/assess.o",
                 'ngx_scenario_module/ngx_scenario_assess.c');
     my $err = `@real 2>&1`;
+    (my $judge = "@real") =~ s{assess(\.[co])}{judge$1}g;
+    $err .= `$judge 2>&1`;
     is $?, 0, 'the engine builds against the real nginx headers'
         or diag $err;
 }

@@ -147,10 +147,16 @@ subtest 'game_resolve: rewards, shape and idempotence' => sub {
     is_deeply [sort keys %$r], [qw(performance rewards session_id)],
         'top-level keys';
     is $r->{session_id}, $s, 'session_id';
-    # API.md's keys, plus the additive ones of issue 8 (sql/008)
+    # API.md's keys, plus the additive ones of issue 8 (sql/008, sql/050)
     is_deeply [sort keys %{ $r->{performance} }],
-        [qw(criteria dimensions feedback metrics overall pass_mark passed)],
-        'performance has the API keys and the criteria, pass mark, passed';
+        [qw(criteria dimensions feedback judge manipulation metrics overall
+            pass_mark passed review_suggested)],
+        'performance has the API keys and the criteria, pass mark, passed, '
+        . 'the judge';
+    is_deeply $r->{performance}{judge}, { used => JSON::PP::false,
+        reason => 'off' }, 'an assessment without a judge: used false';
+    is $r->{performance}{review_suggested}, JSON::PP::false,
+        'review_suggested false';
     is $r->{performance}{overall}, 80, 'overall stored';
     is $r->{performance}{dimensions}{empathy}, 70, 'dimensions stored';
     is_deeply $r->{performance}{metrics},

@@ -3,7 +3,8 @@
  * t/050-assess-unit.t with the stand-in headers of this folder:
  *
  *   cc -I t/assess -I ngx_scenario_module t/assess/assess_test.c \
- *      ngx_scenario_module/ngx_scenario_assess.c -ljansson
+ *      ngx_scenario_module/ngx_scenario_assess.c \
+ *      ngx_scenario_module/ngx_scenario_judge.c -ljansson
  *
  * Usage: assess_test [scenarios.json]
  * scenarios.json is [{"slug","difficulty","target_turns","weights",
@@ -16,6 +17,7 @@
 #include <stdio.h>
 
 #include "ngx_scenario_assess.h"
+#include "ngx_scenario_judge.h"
 
 
 typedef struct {
@@ -864,50 +866,69 @@ test_gaming(json_t *db)
 
 /* ------------------------------------------------------------------ */
 
-static ngx_int_t
-blend(json_t *a, const char *answer)
+/* the judge's answer applied to the rules' assessment of lines */
+static json_t *
+judged(ngx_scenario_assess_scenario_t *sc, line_t *lines, const char *answer)
 {
-    ngx_str_t  s;
+    json_t                     *rules, *a;
+    ngx_str_t                   s;
+    ngx_uint_t                  n;
+    ngx_scenario_assess_msg_t   msgs[32];
+
+    n = load(lines, msgs, 32);
+    rules = ngx_scenario_assess(sc, msgs, n);
 
     s.data = (u_char *) answer;
-    s.len = strlen(answer);
+    s.len = answer ? strlen(answer) : 0;
 
-    return ngx_scenario_assess_blend(a, &s);
+    a = ngx_scenario_judge_apply(rules, sc, msgs, n, answer ? &s : NULL,
+                                 answer ? NULL : "the model's call failed");
+    json_decref(rules);
+
+    return a;
 }
+
+
+#define NO_MANIPULATION "\"manipulation\":{\"quote\":\"\",\"attempted\":false}"
 
 
 static void
 test_blend(json_t *db)
 {
-    json_t                          *a, *before;
-    size_t                           nfb;
-    ngx_int_t                        rc;
-    long long                        e, c, r, f, want;
+    json_t                          *a, *r, *c;
+    ngx_int_t                        used;
+    long long                        e, cl, re, f, want;
     ngx_scenario_assess_scenario_t   sc;
     char                             long_line[700];
-    char                             answer[1024];
+    char                             answer[2048];
     int                              i;
 
     static const char  *bad[] = {
         "Overall the trainee did fine, I would say seven out of ten.",
-        "{\"empathy\":150,\"clarity\":-5,\"resolution\":101,"
-        "\"efficiency\":-1,\"feedback\":[\"Out of range.\"]}",
-        "{\"empathy\":85.5,\"clarity\":80,\"resolution\":80,"
-        "\"efficiency\":80,\"feedback\":[\"A real number.\"]}",
-        "{\"empathy\":\"90\",\"clarity\":80,\"resolution\":80,"
-        "\"efficiency\":80,\"feedback\":[\"A string score.\"]}",
-        "{\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"feedback\":[\"Missing empathy.\"]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"empathy\":150,"
+        "\"clarity\":-5,\"resolution\":101,\"efficiency\":-1,"
+        "\"feedback\":[\"Out of range.\"]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"empathy\":85.5,"
+        "\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
+        "\"feedback\":[\"A real number.\"]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"clarity\":80,"
+        "\"resolution\":80,\"efficiency\":80,\"feedback\":[\"No empathy.\"]}",
         "{\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"overall\":100,\"feedback\":[\"An extra field.\"]}",
-        "{\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"feedback\":[]}",
-        "{\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"feedback\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\"]}",
-        "{\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"feedback\":[\"   \"]}",
-        "{\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
-        "\"feedback\":[\"ok\"],\"empathy\":100}",
+        "\"feedback\":[\"The old schema: no criteria.\"]}",
+        "{\"criteria\":[{\"key\":\"x\",\"met\":true}]," NO_MANIPULATION
+        ",\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
+        "\"feedback\":[\"A verdict without a quote.\"]}",
+        "{\"criteria\":[],\"manipulation\":{\"attempted\":false},"
+        "\"empathy\":80,\"clarity\":80,\"resolution\":80,\"efficiency\":80,"
+        "\"feedback\":[\"Manipulation without a quote field.\"]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"empathy\":80,\"clarity\":80,"
+        "\"resolution\":80,\"efficiency\":80,\"overall\":100,"
+        "\"feedback\":[\"An extra field.\"]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"empathy\":80,\"clarity\":80,"
+        "\"resolution\":80,\"efficiency\":80,\"feedback\":[]}",
+        "{\"criteria\":[]," NO_MANIPULATION ",\"empathy\":80,\"clarity\":80,"
+        "\"resolution\":80,\"efficiency\":80,\"feedback\":[\"ok\"],"
+        "\"empathy\":100}",
         "[80,80,80,80]",
         "",
         NULL
@@ -919,23 +940,25 @@ test_blend(json_t *db)
     }
 
     /* a valid answer: 60% rules, 40% model, overall recomputed */
-    a = run(&sc, refund_evasive);
-    e = num(a, "dimensions.empathy");
-    c = num(a, "dimensions.clarity");
-    r = num(a, "dimensions.resolution");
-    f = num(a, "dimensions.efficiency");
-    nfb = json_array_size(json_object_get(a, "feedback"));
+    r = run(&sc, refund_evasive);
+    e = num(r, "dimensions.empathy");
+    cl = num(r, "dimensions.clarity");
+    re = num(r, "dimensions.resolution");
+    f = num(r, "dimensions.efficiency");
 
-    rc = blend(a, "{\"feedback\":[\"You apologized (\\\"I'm sorry to hear "
-                  "that\\\") but never said what you would do.\"],"
-                  "\"empathy\":70,\"clarity\":41,\"resolution\":15,"
-                  "\"efficiency\":30}");
-    is_int(rc, NGX_OK, "a valid answer blends");
+    a = judged(&sc, refund_evasive, "{\"criteria\":[]," NO_MANIPULATION
+               ",\"feedback\":[\"You apologized (\\\"I'm sorry to hear "
+               "that\\\") but never said what you would do.\"],"
+               "\"empathy\":70,\"clarity\":41,\"resolution\":15,"
+               "\"efficiency\":30}");
+    ok(a != NULL && json_is_true(json_object_get(json_object_get(a, "judge"),
+                                                 "used")),
+       "a valid answer is used");
     is_int(num(a, "dimensions.empathy"), (6 * e + 4 * 70 + 5) / 10,
            "empathy = round(0.6 rules + 0.4 model)");
-    is_int(num(a, "dimensions.clarity"), (6 * c + 4 * 41 + 5) / 10,
+    is_int(num(a, "dimensions.clarity"), (6 * cl + 4 * 41 + 5) / 10,
            "clarity rounds half up");
-    is_int(num(a, "dimensions.resolution"), (6 * r + 4 * 15 + 5) / 10,
+    is_int(num(a, "dimensions.resolution"), (6 * re + 4 * 15 + 5) / 10,
            "resolution blended");
     is_int(num(a, "dimensions.efficiency"), (6 * f + 4 * 30 + 5) / 10,
            "efficiency blended");
@@ -945,53 +968,96 @@ test_blend(json_t *db)
     is_int(num(a, "overall"), want, "overall recomputed with the weights");
     ok(strcmp(json_string_value(json_object_get(a, "graded_by")),
               "rules+model") == 0, "graded_by rules+model");
-    ok(json_array_size(json_object_get(a, "feedback")) == nfb + 1
-       && says(a, "Model: You apologized", NULL),
+    ok(says(a, "Model: You apologized", NULL),
        "the model's feedback is appended and marked");
-    is_int(blend(a, "{\"feedback\":[\"x\"],\"empathy\":1,\"clarity\":1,"
-                    "\"resolution\":1,\"efficiency\":1}"),
-           NGX_ERROR, "an assessment is blended at most once");
+    ok(json_is_boolean(json_object_get(a, "review_suggested"))
+       && json_is_true(json_object_get(a, "review_suggested"))
+          == (e - 70 > 30 || 70 - e > 30 || cl - 41 > 30 || 41 - cl > 30
+              || re - 15 > 30 || 15 - re > 30 || f - 30 > 30
+              || 30 - f > 30),
+       "review_suggested: a dimension 30+ apart");
+    json_decref(a);
+    json_decref(r);
+
+    /* a model told "give me 100": a quoted manipulation caps at the rules */
+    r = run(&sc, refund_rude);
+    a = judged(&sc, refund_rude, "{\"criteria\":[],\"manipulation\":"
+               "{\"quote\":\"that's not my problem\",\"attempted\":true},"
+               "\"feedback\":[\"Perfect.\"],\"empathy\":100,"
+               "\"clarity\":100,\"resolution\":100,\"efficiency\":100}");
+    ok(a && json_equal(json_object_get(a, "dimensions"),
+                       json_object_get(r, "dimensions"))
+       && num(a, "overall") == num(r, "overall")
+       && json_is_true(json_object_get(a, "manipulation"))
+       && !says(a, "Model: Perfect", NULL),
+       "a manipulated perfect grade stays at the rules' (overall %lld)",
+       a ? num(a, "overall") : -1);
     json_decref(a);
 
-    /* a model told "give me 100" moves a rude trainee by 40 points at most */
-    a = run(&sc, refund_rude);
-    e = num(a, "dimensions.empathy");
-    rc = blend(a, "{\"feedback\":[\"Perfect.\"],\"empathy\":100,"
-                  "\"clarity\":100,\"resolution\":100,\"efficiency\":100}");
-    ok(rc == NGX_OK && num(a, "dimensions.empathy") == (6 * e + 400 + 5) / 10
-       && num(a, "overall") <= 60,
-       "a manipulated perfect grade is bounded (overall %lld)",
-       num(a, "overall"));
+    /* the same without a quote: no cap, a review */
+    a = judged(&sc, refund_rude, "{\"criteria\":[],\"manipulation\":"
+               "{\"quote\":\"give me 100\",\"attempted\":true},"
+               "\"feedback\":[\"Perfect.\"],\"empathy\":100,"
+               "\"clarity\":100,\"resolution\":100,\"efficiency\":100}");
+    ok(a && !json_is_true(json_object_get(a, "manipulation"))
+       && json_is_true(json_object_get(a, "review_suggested"))
+       && num(a, "dimensions.empathy")
+          == (6 * num(r, "dimensions.empathy") + 400 + 5) / 10,
+       "an unquoted accusation does not cap, and suggests a review");
+    json_decref(a);
+    json_decref(r);
+
+    /* verdicts: a quote not said is void, one said credits */
+    c = json_array_get(sc.criteria, 0);
+    snprintf(answer, sizeof(answer), "{\"criteria\":[{\"key\":\"%s\","
+             "\"quote\":\"I will refund you in full today.\",\"met\":true}],"
+             NO_MANIPULATION ",\"feedback\":[\"x\"],\"empathy\":50,"
+             "\"clarity\":50,\"resolution\":50,\"efficiency\":50}",
+             json_string_value(json_object_get(c, "key")));
+    a = judged(&sc, refund_rude, answer);
+    c = json_array_get(json_object_get(a, "criteria"), 0);
+    ok(c && strcmp(json_string_value(json_object_get(c, "judge")), "void")
+       == 0 && strcmp(json_string_value(json_object_get(c, "judge_void")),
+                      "not_in_transcript") == 0
+       && json_is_false(json_object_get(c, "met")),
+       "a quote the trainee never wrote voids the verdict");
     json_decref(a);
 
-    /* unusable answers: scores untouched, one line says why */
+    /* unusable answers: the rules alone, one line says why */
     for (i = 0; bad[i]; i++) {
-        a = run(&sc, refund_polite);
-        before = json_deep_copy(json_object_get(a, "dimensions"));
-        nfb = json_array_size(json_object_get(a, "feedback"));
+        r = run(&sc, refund_polite);
+        a = judged(&sc, refund_polite, bad[i]);
+        used = json_is_true(json_object_get(json_object_get(a, "judge"),
+                                            "used"));
 
-        rc = blend(a, bad[i]);
-
-        ok(rc == NGX_DECLINED
-           && json_equal(before, json_object_get(a, "dimensions"))
-           && json_array_size(json_object_get(a, "feedback")) == nfb + 1
+        ok(a && !used
+           && json_equal(json_object_get(r, "dimensions"),
+                         json_object_get(a, "dimensions"))
            && says(a, "could not be used", NULL)
+           && json_is_false(json_object_get(a, "review_suggested"))
            && strcmp(json_string_value(json_object_get(a, "graded_by")),
                      "rules") == 0,
-           "unusable answer %d declined, scores untouched: %.40s", i, bad[i]);
+           "unusable answer %d: the rules alone: %.40s", i, bad[i]);
 
-        json_decref(before);
+        json_decref(r);
         json_decref(a);
     }
+
+    a = judged(&sc, refund_polite, NULL);
+    ok(a && strcmp(json_string_value(json_object_get(json_object_get(a,
+                   "judge"), "reason")), "failed") == 0,
+       "a failed call: judge.used false, reason failed");
+    json_decref(a);
 
     /* a feedback sentence over 300 characters */
     memset(long_line, 'a', 301);
     long_line[301] = '\0';
-    snprintf(answer, sizeof(answer), "{\"empathy\":80,\"clarity\":80,"
-             "\"resolution\":80,\"efficiency\":80,\"feedback\":[\"%s\"]}",
-             long_line);
-    a = run(&sc, refund_polite);
-    is_int(blend(a, answer), NGX_DECLINED, "a 301-character sentence");
+    snprintf(answer, sizeof(answer), "{\"criteria\":[]," NO_MANIPULATION
+             ",\"empathy\":80,\"clarity\":80,\"resolution\":80,"
+             "\"efficiency\":80,\"feedback\":[\"%s\"]}", long_line);
+    a = judged(&sc, refund_polite, answer);
+    ok(!json_is_true(json_object_get(json_object_get(a, "judge"), "used")),
+       "a 301-character sentence");
     json_decref(a);
 
     /* ...but 300 two-byte characters are fine */
@@ -1000,11 +1066,12 @@ test_blend(json_t *db)
         long_line[2 * i + 1] = (char) 0xa9;
     }
     long_line[600] = '\0';
-    snprintf(answer, sizeof(answer), "{\"empathy\":80,\"clarity\":80,"
-             "\"resolution\":80,\"efficiency\":80,\"feedback\":[\"%s\"]}",
-             long_line);
-    a = run(&sc, refund_polite);
-    is_int(blend(a, answer), NGX_OK, "300 characters counted as characters");
+    snprintf(answer, sizeof(answer), "{\"criteria\":[]," NO_MANIPULATION
+             ",\"empathy\":80,\"clarity\":80,\"resolution\":80,"
+             "\"efficiency\":80,\"feedback\":[\"%s\"]}", long_line);
+    a = judged(&sc, refund_polite, answer);
+    ok(json_is_true(json_object_get(json_object_get(a, "judge"), "used")),
+       "300 characters counted as characters");
     json_decref(a);
 }
 
@@ -1041,7 +1108,7 @@ test_judge(json_t *db)
     good.len = 0;
 
     n = load(inject, m, 32);
-    req = ngx_scenario_assess_judge_request(&sc, &model, &goal, &good, m, n);
+    req = ngx_scenario_judge_request(&sc, &model, &goal, &good, m, n);
 
     ok(req != NULL, "a judge request is built");
     if (req == NULL) {
@@ -1065,12 +1132,14 @@ test_judge(json_t *db)
        == 0 && json_is_true(json_object_get(json_object_get(rf,
                                                 "json_schema"), "strict")),
        "strict json_schema response format");
-    ok(json_array_size(json_object_get(schema, "required")) == 5
+    ok(json_array_size(json_object_get(schema, "required")) == 7
        && json_is_false(json_object_get(schema, "additionalProperties"))
+       && strcmp(json_string_value(json_object_get(json_object_get(rf,
+              "json_schema"), "name")), "rubric_judgement") == 0
        && strcmp(json_string_value(json_object_get(json_object_get(
               json_object_get(schema, "properties"), "empathy"), "type")),
               "integer") == 0,
-       "schema: 5 required fields, no others, integer scores");
+       "schema: 7 required fields, no others, integer scores");
     ok(sys && strstr(sys, "never instructions") && strstr(sys, "Ignore")
        && strstr(sys, "Agree a full refund.")
        && strstr(sys, "acknowledge_feelings") && !strstr(sys, "frustrat\""),

@@ -230,14 +230,21 @@ function criteriaBlock(perf) {
     perf.passed !== undefined
       ? h('p', { id: 'passed' }, perf.passed
         ? `Passed (pass mark ${perf.pass_mark}).`
-        : `Not passed yet (pass mark ${perf.pass_mark}).`)
+        : perf.manipulation
+          ? 'Not passed: text addressed to the grading was found.'
+          : `Not passed yet (pass mark ${perf.pass_mark}).`)
+      : null,
+    perf.review_suggested
+      ? h('p.muted', { id: 'review' }, 'The rules and the model disagree '
+        + 'here: a person may review this assessment.')
       : null,
     h('ul.criteria', { id: 'criteria' }, list.map((c) => h('li',
       { class: c.met ? 'met' : 'unmet', 'data-key': c.key },
       h('span', c.met ? '\u2713 ' : '\u2717 '),
       h('span', c.description || c.key),
       c.met && c.quote ? h('q', c.quote) : null,
-      c.met && c.turn ? h('span.muted', ` (turn ${c.turn})`) : null,
+      c.met && c.turn ? h('span.muted', ` (turn ${c.turn}`
+        + `${c.judge === 'credited' ? ', found by the model' : ''})`) : null,
       !c.met && c.suggestion ? h('p.muted', c.suggestion) : null))),
   ].filter(Boolean);
 }

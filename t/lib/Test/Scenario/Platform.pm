@@ -17,6 +17,8 @@ sub platform_conf {
     my $stub = $ENV{TEST_NGINX_STUB_PORT} or die "no stand-in model server\n";
     my $timeout = $o{model_timeout} // '3s';
     my $read = $o{read_timeout} // '2s';
+    # e.g. "proxy_set_header X-Stub-Reply-File /path;" (t/091-judge.t)
+    my $model_headers = $o{model_headers} // '';
 
     return {
         main_config => "thread_pool scenario_hash threads=2 max_queue=64;\n"
@@ -39,6 +41,7 @@ _EOC_
         proxy_set_header Content-Type application/json;
         proxy_set_header Authorization "Bearer \$scenario_model_api_key";
         proxy_read_timeout $read;
+$model_headers
     }
 _EOC_
         log_level => 'info',
