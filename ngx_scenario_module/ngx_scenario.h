@@ -24,6 +24,12 @@
 #define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
 #define NGX_SCENARIO_USER_TTL     "300" /* seconds a cached profile lives */
 
+/* a session's scenario as the session began with it (sql/020) */
+#define NGX_SCENARIO_SESSION_SCENARIO                                         \
+    "JOIN scenario_at s ON s.id = se.scenario_id "                            \
+    "AND s.version = se.scenario_version "
+
+
 
 typedef enum {
     NGX_SCENARIO_NONE = 0,
@@ -40,6 +46,14 @@ typedef enum {
     NGX_SCENARIO_RESOLVE,
     NGX_SCENARIO_PROGRESS,
     NGX_SCENARIO_LEADERBOARD,
+    NGX_SCENARIO_ORG,
+    NGX_SCENARIO_ORG_MEMBERS,
+    NGX_SCENARIO_ORG_MEMBER,
+    NGX_SCENARIO_ORG_INVITES,
+    NGX_SCENARIO_ORG_INVITE,
+    NGX_SCENARIO_AUTHORING,
+    NGX_SCENARIO_AUTHORING_SCENARIO,
+    NGX_SCENARIO_AUTHORING_ACTION,
     NGX_SCENARIO_NOT_FOUND
 } ngx_scenario_handler_e;
 
@@ -109,6 +123,8 @@ typedef struct {
     ngx_pwhash_conf_t            pwhash;
 
     ngx_flag_t                   register_enabled;
+    ngx_flag_t                   register_organization;
+    ngx_array_t                 *admin_emails;        /* of ngx_str_t */
     time_t                       token_ttl;
     ngx_uint_t                   token_sliding;
     ngx_str_t                    cookie_name;
@@ -182,7 +198,11 @@ struct ngx_scenario_ctx_s {
     ngx_str_t                    email;
     ngx_str_t                    password;
     ngx_str_t                    display_name;
+    ngx_str_t                    target;          /* the id in the URI */
+    ngx_str_t                    invite;          /* hash of a code */
+    ngx_str_t                    org_name;
     json_t                      *user;
+    json_t                      *extra;           /* keys for the answer */
     u_char                       token[NGX_SCENARIO_TOKEN_LEN + 1];
     ngx_str_t                    key_email;
     ngx_str_t                    key_address;
@@ -245,6 +265,28 @@ ngx_int_t ngx_scenario_query(ngx_http_request_t *r, const char *sql,
     ngx_uint_t nparams, ngx_str_t *params);
 ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
     const char *what);
+
+/* ngx_scenario_orgs.c */
+ngx_int_t ngx_scenario_org_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_members_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_member_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_invites_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_invite_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_call(ngx_http_request_t *r, const char *sql,
+    ngx_uint_t n, ngx_str_t *params);
+void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
+    const char *message);
+
+/* ngx_scenario_authoring.c */
+ngx_int_t ngx_scenario_authoring_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_authoring_scenario_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_authoring_action_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_fields.c */
+ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,
+    size_t field_size, u_char *msg, size_t msg_size);
 
 /* ngx_scenario_chat.c */
 ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);

@@ -190,7 +190,7 @@ static const char  ngx_scenario_chat_session_sql[] =
     "WHERE m.session_id = se.id), "
     "(SELECT m.role FROM messages m WHERE m.session_id = se.id "
     "ORDER BY m.seq DESC LIMIT 1) "
-    "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
+    "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1 AND se.user_id = $2";
 
 static const char  ngx_scenario_chat_add_sql[] =
@@ -210,7 +210,7 @@ static const char  ngx_scenario_chat_rebuild_sql[] =
     "'role', t.role, 'content', t.content) ORDER BY t.seq) FROM "
     "(SELECT m.seq, m.role, m.content FROM messages m "
     "WHERE m.session_id = se.id ORDER BY m.seq DESC LIMIT $2) t), '[]') "
-    "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
+    "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1";
 
 /*
