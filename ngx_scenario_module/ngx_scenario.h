@@ -203,6 +203,8 @@ struct ngx_scenario_ctx_s {
     ngx_str_t                    org_name;
     json_t                      *user;
     json_t                      *extra;           /* keys for the answer */
+    json_t                      *answer;          /* held while Redis tells */
+    ngx_uint_t                   answer_status;
     u_char                       token[NGX_SCENARIO_TOKEN_LEN + 1];
     ngx_str_t                    key_email;
     ngx_str_t                    key_address;
@@ -242,6 +244,8 @@ void ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
     json_t *user, ngx_scenario_stamp_t *stamp);
 void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
+ngx_int_t ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_scenario_redis_pt handler);
 
 /* ngx_scenario_access.c */
 ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);

@@ -28,6 +28,11 @@ static void ngx_scenario_member_body(ngx_http_request_t *r);
 static void ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static void ngx_scenario_invite_body(ngx_http_request_t *r);
+static void ngx_scenario_member_told(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+static json_t *ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res);
+static void ngx_scenario_call_answer(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *body);
 static ngx_int_t ngx_scenario_role_valid(json_t *role);
 
 
@@ -180,15 +185,51 @@ ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 
     ctx = ngx_scenario_ctx(r);
 
-    /* the member's cached profile shows the old role: every worker drops it */
-
-    if (rc == NGX_OK && ngx_pg_result_ok(res) && PQntuples(res) == 1
-        && ngx_pg_int(res, 0, 0) < 300)
+    if (rc != NGX_OK || !ngx_pg_result_ok(res) || PQntuples(res) != 1
+        || ngx_pg_int(res, 0, 0) >= 300)
     {
-        ngx_scenario_user_forget(r, &ctx->target);
+        ngx_scenario_call_done(r, res, rc);
+        return;
     }
 
-    ngx_scenario_call_done(r, res, rc);
+    /*
+     * The member's cached profile shows the old role: the answer waits
+     * until every worker was told to drop it, as logout does.
+     */
+
+    ctx->answer_status = ngx_pg_int(res, 0, 0);
+
+    if (!PQgetisnull(res, 0, 1)) {
+        ctx->answer = ngx_scenario_call_body(r, res);
+        if (ctx->answer == NULL) {
+            ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    rc = ngx_scenario_user_forget_wait(r, &ctx->target,
+                                       ngx_scenario_member_told);
+    if (rc != NGX_OK) {
+        ngx_scenario_member_told(r, NULL, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_scenario_member_told(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    /* Postgres holds the change: Redis failing only delays the profile */
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scenario: a member's profile was not invalidated");
+    }
+
+    ngx_scenario_call_answer(r, ctx->answer_status, ctx->answer);
 }
 
 
@@ -369,32 +410,50 @@ ngx_scenario_call(ngx_http_request_t *r, const char *sql, ngx_uint_t n,
 void
 ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
-    json_t              *body;
-    ngx_str_t            doc;
-    ngx_uint_t           status;
-    ngx_scenario_ctx_t  *ctx;
+    json_t  *body;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res) || PQntuples(res) != 1) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
         return;
     }
 
-    status = ngx_pg_int(res, 0, 0);
+    body = NULL;
 
-    if (PQgetisnull(res, 0, 1)) {
+    if (!PQgetisnull(res, 0, 1)) {
+        body = ngx_scenario_call_body(r, res);
+        if (body == NULL) {
+            ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    ngx_scenario_call_answer(r, ngx_pg_int(res, 0, 0), body);
+}
+
+
+static json_t *
+ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res)
+{
+    ngx_str_t  doc;
+
+    doc = ngx_pg_value(res, 0, 1);
+
+    return ngx_http_json_own(r->pool, json_loadb((char *) doc.data, doc.len,
+                                                 0, NULL));
+}
+
+
+static void
+ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *body)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    if (body == NULL) {
         r->headers_out.status = status;
         r->headers_out.content_length_n = 0;
         r->header_only = 1;
         ngx_scenario_finalize(r, ngx_http_send_header(r));
-        return;
-    }
-
-    doc = ngx_pg_value(res, 0, 1);
-
-    body = ngx_http_json_own(r->pool, json_loadb((char *) doc.data, doc.len,
-                                                 0, NULL));
-    if (body == NULL) {
-        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
