@@ -15,7 +15,7 @@
 --   not_started  none yet
 -- Attempts beyond max_attempts may still be played; they do not count.
 
-CREATE TABLE assignments (
+CREATE TABLE IF NOT EXISTS assignments (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org_id         bigint      NOT NULL REFERENCES organizations (id)
                                ON DELETE CASCADE,
@@ -30,13 +30,13 @@ CREATE TABLE assignments (
     cancelled_at   timestamptz
 );
 
-CREATE INDEX assignments_org_idx ON assignments (org_id, id)
+CREATE INDEX IF NOT EXISTS assignments_org_idx ON assignments (org_id, id)
     WHERE cancelled_at IS NULL;
-CREATE INDEX assignments_user_idx ON assignments (user_id)
+CREATE INDEX IF NOT EXISTS assignments_user_idx ON assignments (user_id)
     WHERE cancelled_at IS NULL;
 
 
-CREATE FUNCTION assignment_progress(a assignments, p_user bigint)
+CREATE OR REPLACE FUNCTION assignment_progress(a assignments, p_user bigint)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH tries AS (
@@ -69,7 +69,7 @@ LANGUAGE sql STABLE AS $$
     FROM t;
 $$;
 
-CREATE FUNCTION assignment_doc(a assignments) RETURNS jsonb
+CREATE OR REPLACE FUNCTION assignment_doc(a assignments) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', a.id,
@@ -86,7 +86,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- the members an assignment is for, now
-CREATE FUNCTION assignment_members(a assignments)
+CREATE OR REPLACE FUNCTION assignment_members(a assignments)
 RETURNS SETOF users
 LANGUAGE sql STABLE AS $$
     SELECT u.* FROM users u
@@ -95,7 +95,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 
-CREATE FUNCTION api_field_err(p_field text, p_message text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION api_field_err(p_field text, p_message text)
+RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object('code', 'bad_request',
                               'message', '"' || p_field || '" ' || p_message,
@@ -108,7 +109,7 @@ $$;
 -- or one for the whole organization.  The scenario must be one the
 -- organization's trainees may play; the members must be the
 -- organization's (else 404, as for anything of another organization).
-CREATE FUNCTION assignment_create(p_caller bigint, p_doc jsonb)
+CREATE OR REPLACE FUNCTION assignment_create(p_caller bigint, p_doc jsonb)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -238,7 +239,7 @@ $$;
 
 
 -- GET /assignments: the organization's, each with its members' progress
-CREATE FUNCTION assignment_list(p_caller bigint)
+CREATE OR REPLACE FUNCTION assignment_list(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -265,7 +266,7 @@ $$;
 
 
 -- DELETE /assignments/{id}
-CREATE FUNCTION assignment_cancel(p_caller bigint, p_id bigint)
+CREATE OR REPLACE FUNCTION assignment_cancel(p_caller bigint, p_id bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -291,7 +292,7 @@ $$;
 
 
 -- GET /me/assignments: the caller's, due first, with their status
-CREATE FUNCTION assignment_mine(p_caller bigint)
+CREATE OR REPLACE FUNCTION assignment_mine(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT 200, coalesce(jsonb_agg(
@@ -303,5 +304,6 @@ LANGUAGE sql STABLE AS $$
     WHERE u.id = p_caller;
 $$;
 
+-- Re-runnable: CREATE OR REPLACE and IF NOT EXISTS throughout.
 INSERT INTO schema_migrations (version) VALUES ('024_assignments')
 ON CONFLICT DO NOTHING;
