@@ -104,6 +104,32 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 
+-- NULL when p_key is absent or an integer from p_min to p_max, else the
+-- 400 that names it
+CREATE OR REPLACE FUNCTION api_int_check(p_doc jsonb, p_key text,
+    p_min int, p_max int)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- statements, not one expression: the cast runs only after the test
+    IF NOT p_doc ? p_key THEN
+        RETURN NULL;
+    END IF;
+
+    IF jsonb_typeof(p_doc -> p_key) = 'number'
+       AND (p_doc ->> p_key) ~ '^-?[0-9]{1,9}$'
+    THEN
+        IF (p_doc ->> p_key)::int BETWEEN p_min AND p_max THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    RETURN api_field_err(p_key, format('must be an integer from %s to %s',
+                                       p_min, p_max));
+END;
+$$;
+
+
 -- POST /assignments {"scenario_id", "user_ids"?, "due_at"?,
 -- "required_score"?, "max_attempts"?}: one assignment per member named,
 -- or one for the whole organization.  The scenario must be one the
@@ -121,6 +147,7 @@ DECLARE
     v_score    int;
     v_max      int;
     v_key      text;
+    v_err      jsonb;
 BEGIN
     IF v_org IS NULL THEN
         RETURN QUERY SELECT 403, author_forbidden();
@@ -137,11 +164,15 @@ BEGIN
         RETURN;
     END IF;
 
-    IF jsonb_typeof(p_doc -> 'scenario_id') IS DISTINCT FROM 'number'
-       OR (p_doc ->> 'scenario_id') !~ '^[1-9][0-9]{0,8}$'
-    THEN
-        RETURN QUERY SELECT 400, api_field_err('scenario_id',
-            'must be a scenario''s id');
+    v_err := coalesce(
+        CASE WHEN NOT p_doc ? 'scenario_id'
+             THEN api_field_err('scenario_id', 'is required') END,
+        api_int_check(p_doc, 'scenario_id', 1, 999999999),
+        api_int_check(p_doc, 'required_score', 0, 100),
+        api_int_check(p_doc, 'max_attempts', 1, 100));
+
+    IF v_err IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_err;
         RETURN;
     END IF;
 
@@ -182,30 +213,8 @@ BEGIN
         END;
     END IF;
 
-    IF p_doc ? 'required_score' THEN
-        IF jsonb_typeof(p_doc -> 'required_score') IS DISTINCT FROM 'number'
-           OR (p_doc ->> 'required_score') !~ '^[0-9]{1,3}$'
-           OR (p_doc ->> 'required_score')::int > 100
-        THEN
-            RETURN QUERY SELECT 400, api_field_err('required_score',
-                'must be an integer from 0 to 100');
-            RETURN;
-        END IF;
-
-        v_score := (p_doc ->> 'required_score')::int;
-    END IF;
-
-    IF p_doc ? 'max_attempts' THEN
-        IF jsonb_typeof(p_doc -> 'max_attempts') IS DISTINCT FROM 'number'
-           OR (p_doc ->> 'max_attempts') !~ '^[1-9][0-9]?$|^100$'
-        THEN
-            RETURN QUERY SELECT 400, api_field_err('max_attempts',
-                'must be an integer from 1 to 100');
-            RETURN;
-        END IF;
-
-        v_max := (p_doc ->> 'max_attempts')::int;
-    END IF;
+    v_score := (p_doc ->> 'required_score')::int;
+    v_max := (p_doc ->> 'max_attempts')::int;
 
     IF NOT EXISTS (SELECT 1 FROM scenarios sc
                    WHERE sc.id = v_scenario AND sc.status = 'published'
