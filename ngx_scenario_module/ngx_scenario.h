@@ -24,6 +24,16 @@
 #define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
 #define NGX_SCENARIO_USER_TTL     "300" /* seconds a cached profile lives */
 
+/* the session may go on: its scenario is still the owner's (sql/025) */
+#define NGX_SCENARIO_SESSION_OPEN                                             \
+    "AND session_open(se.user_id, s.org_id, se.trial) "
+
+/* a session's scenario as the session began with it (sql/020) */
+#define NGX_SCENARIO_SESSION_SCENARIO                                         \
+    "JOIN scenario_at s ON s.id = se.scenario_id "                            \
+    "AND s.version = se.scenario_version "
+
+
 
 typedef enum {
     NGX_SCENARIO_NONE = 0,
@@ -40,6 +50,17 @@ typedef enum {
     NGX_SCENARIO_RESOLVE,
     NGX_SCENARIO_PROGRESS,
     NGX_SCENARIO_LEADERBOARD,
+    NGX_SCENARIO_ORG,
+    NGX_SCENARIO_ORG_MEMBERS,
+    NGX_SCENARIO_ORG_MEMBER,
+    NGX_SCENARIO_ORG_INVITES,
+    NGX_SCENARIO_ORG_INVITE,
+    NGX_SCENARIO_AUTHORING,
+    NGX_SCENARIO_AUTHORING_SCENARIO,
+    NGX_SCENARIO_AUTHORING_ACTION,
+    NGX_SCENARIO_ASSIGNMENTS,
+    NGX_SCENARIO_ASSIGNMENT,
+    NGX_SCENARIO_MY_ASSIGNMENTS,
     NGX_SCENARIO_NOT_FOUND
 } ngx_scenario_handler_e;
 
@@ -109,6 +130,8 @@ typedef struct {
     ngx_pwhash_conf_t            pwhash;
 
     ngx_flag_t                   register_enabled;
+    ngx_flag_t                   register_organization;
+    ngx_array_t                 *admin_emails;        /* of ngx_str_t */
     time_t                       token_ttl;
     ngx_uint_t                   token_sliding;
     ngx_str_t                    cookie_name;
@@ -176,13 +199,20 @@ struct ngx_scenario_ctx_s {
     ngx_pwhash_job_t            *job;
     void                        *chat;
     void                        *resolve;
+    void                        *route;
 
     /* the flow's own state */
     json_t                      *body;
     ngx_str_t                    email;
     ngx_str_t                    password;
     ngx_str_t                    display_name;
+    ngx_str_t                    target;          /* the id in the URI */
+    ngx_str_t                    invite;          /* hash of a code */
+    ngx_str_t                    org_name;
     json_t                      *user;
+    json_t                      *extra;           /* keys for the answer */
+    json_t                      *answer;          /* held while Redis tells */
+    ngx_uint_t                   answer_status;
     u_char                       token[NGX_SCENARIO_TOKEN_LEN + 1];
     ngx_str_t                    key_email;
     ngx_str_t                    key_address;
@@ -243,6 +273,57 @@ ngx_int_t ngx_scenario_query(ngx_http_request_t *r, const char *sql,
 ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
     const char *what);
 
+/* ngx_scenario_call.c: endpoints that are one SQL function's call */
+/* NGX_OK with params added at *n, or NGX_DECLINED: answered, *rc */
+typedef ngx_int_t (*ngx_scenario_check_pt)(ngx_http_request_t *r,
+    json_t *body, ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc);
+
+typedef struct {
+    ngx_uint_t                   method;      /* NGX_HTTP_GET also HEAD */
+    const char                  *verb;        /* the URI's last segment */
+    const char                  *sql;         /* $1 the caller */
+    ngx_uint_t                   target;      /* $2 the URI's id */
+    ngx_scenario_check_pt        check;       /* reads a body, adds $n */
+    ngx_scenario_pg_pt           done;        /* ngx_scenario_call_done */
+} ngx_scenario_route_t;
+
+ngx_int_t ngx_scenario_route(ngx_http_request_t *r,
+    ngx_scenario_route_t *routes, ngx_uint_t n, const char *allow,
+    const char *what);
+#define ngx_scenario_routes(r, routes, allow, what)                          \
+    ngx_scenario_route(r, routes, sizeof(routes) / sizeof(routes[0]),        \
+                       allow, what)
+void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+json_t *ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res);
+void ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *body);
+ngx_int_t ngx_scenario_check_json(ngx_http_request_t *r, json_t *body,
+    ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc);
+ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
+    const char *message);
+
+/* ngx_scenario_orgs.c */
+ngx_int_t ngx_scenario_org_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_members_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_member_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_invites_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_invite_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_authoring.c */
+ngx_int_t ngx_scenario_authoring_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_authoring_scenario_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_authoring_action_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_assignments.c */
+ngx_int_t ngx_scenario_assignments_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_assignment_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_my_assignments_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_fields.c */
+ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,
+    size_t field_size, u_char *msg, size_t msg_size);
+
 /* ngx_scenario_chat.c */
 ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);
 
@@ -273,6 +354,9 @@ void ngx_scenario_revoke_init_process(void);
 ngx_int_t ngx_scenario_watch(ngx_http_request_t *r, ngx_str_t *key,
     ngx_scenario_revoked_pt handler, void *data);
 void ngx_scenario_revoked(ngx_str_t *key);
+void ngx_scenario_member_key(ngx_str_t *id, u_char *key);
+ngx_int_t ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_scenario_revoked_pt handler, void *data);
 
 /* ngx_scenario_ops.c */
 ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);

@@ -23,6 +23,8 @@ static ngx_int_t ngx_scenario_auth_post(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt handler);
 static ngx_int_t ngx_scenario_auth_fields(ngx_http_request_t *r,
     ngx_scenario_ctx_t *ctx, ngx_uint_t registering, ngx_int_t *rc);
+static ngx_int_t ngx_scenario_register_org(ngx_http_request_t *r,
+    ngx_scenario_ctx_t *ctx, ngx_int_t *rc);
 static ngx_int_t ngx_scenario_auth_invalid(ngx_http_request_t *r,
     const char *code, const char *message, ngx_int_t *rc);
 static const char *ngx_scenario_weak_password(ngx_scenario_ctx_t *ctx);
@@ -100,17 +102,18 @@ static const char  ngx_scenario_user_by_email[] =
     "SELECT id, email, display_name, xp, level, password_hash "
     "FROM users WHERE lower(email) = $1";
 
+/* the invite, a new organization, or the default one (sql/022) */
 static const char  ngx_scenario_user_insert[] =
-    "INSERT INTO users (email, password_hash, display_name) "
-    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING "
-    "RETURNING id, email, display_name, xp, level";
+    "SELECT id, email, display_name, xp, level, error "
+    "FROM org_register($1, $2, $3, $4, $5, $6)";
 
 static const char  ngx_scenario_user_rehash[] =
     "UPDATE users SET password_hash = $2 WHERE id = $1";
 
 static const char  ngx_scenario_user_by_id[] =
     "SELECT id, email, display_name, xp, level, "
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "role, org_id "
     "FROM users WHERE id = $1";
 
 
@@ -132,7 +135,10 @@ ngx_scenario_register_handler(ngx_http_request_t *r)
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
-    if (r->method == NGX_HTTP_POST && !smcf->register_enabled) {
+    /* off, registration takes an invite code (read with the body) */
+    if (r->method == NGX_HTTP_POST && !smcf->register_enabled
+        && r->headers_in.content_length_n == 0)
+    {
         return ngx_http_json_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
                                    "registration is disabled");
     }
@@ -158,7 +164,9 @@ ngx_scenario_register_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_scenario_auth_fields(r, ctx, 1, &rc) != NGX_OK) {
+    if (ngx_scenario_auth_fields(r, ctx, 1, &rc) != NGX_OK
+        || ngx_scenario_register_org(r, ctx, &rc) != NGX_OK)
+    {
         ngx_scenario_finalize(r, rc);
         return;
     }
@@ -247,11 +255,14 @@ ngx_scenario_register_checked(ngx_http_request_t *r, redisReply *reply,
 static void
 ngx_scenario_register_hashed(ngx_http_request_t *r)
 {
-    ngx_int_t            rc;
-    ngx_str_t            params[3];
-    ngx_scenario_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_str_t                  params[6], *e;
+    ngx_uint_t                 i;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
 
     ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
     if (ctx->job->rc != NGX_OK) {
         ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -262,8 +273,23 @@ ngx_scenario_register_hashed(ngx_http_request_t *r)
     params[1].data = (u_char *) ctx->job->hash;
     params[1].len = ngx_strlen(ctx->job->hash);
     params[2] = ctx->display_name;
+    params[3] = ctx->invite;
+    params[4] = ctx->org_name;
+    ngx_str_set(&params[5], "f");
 
-    rc = ngx_scenario_pg(r, ngx_scenario_user_insert, 3, params,
+    /* scenario_admin_email: this account is an admin */
+
+    e = smcf->admin_emails ? smcf->admin_emails->elts : NULL;
+
+    for (i = 0; e && i < smcf->admin_emails->nelts; i++) {
+        if (e[i].len == ctx->email.len
+            && ngx_strncasecmp(e[i].data, ctx->email.data, e[i].len) == 0)
+        {
+            ngx_str_set(&params[5], "t");
+        }
+    }
+
+    rc = ngx_scenario_pg(r, ngx_scenario_user_insert, 6, params,
                          ngx_scenario_register_inserted);
 
     if (rc != NGX_OK) {
@@ -287,6 +313,14 @@ ngx_scenario_register_inserted(ngx_http_request_t *r, PGresult *res,
         ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_CONFLICT,
                               "email_taken",
                               "an account with this email already exists"));
+        return;
+    }
+
+    if (!PQgetisnull(res, 0, 5)) {
+        ngx_scenario_finalize(r, ngx_http_json_error(r,
+                              NGX_HTTP_BAD_REQUEST, "invalid_invite",
+                              "the invite code is unknown, used, revoked "
+                              "or expired"));
         return;
     }
 
@@ -884,7 +918,7 @@ static void
 ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
     json_t               *user;
-    ngx_str_t             created;
+    ngx_str_t             created, role;
     ngx_scenario_ctx_t   *ctx;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
@@ -909,6 +943,14 @@ ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
     created = ngx_pg_value(res, 0, 5);
     json_object_set_new(user, "created_at",
                         json_stringn((char *) created.data, created.len));
+
+    /* issue 9: the role, and the organization (null once removed) */
+    role = ngx_pg_value(res, 0, 6);
+    json_object_set_new(user, "role",
+                        json_stringn((char *) role.data, role.len));
+    json_object_set_new(user, "org_id", PQgetisnull(res, 0, 7)
+                        ? json_null()
+                        : json_integer(ngx_pg_int(res, 0, 7)));
 
     ctx = ngx_scenario_ctx(r);
     ngx_scenario_user_cache(r, &ctx->user_id_text, user, &ctx->stamp);
@@ -1024,6 +1066,75 @@ ngx_scenario_auth_fields(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
         if (weak) {
             return ngx_scenario_auth_invalid(r, "weak_password", weak, rc);
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Which organization a registration joins: "invite_code" (its hash is
+ * looked up), "organization" (a new one, with scenario_register_organization
+ * on), or neither (the default one, only while scenario_register is on).
+ */
+
+static ngx_int_t
+ngx_scenario_register_org(ngx_http_request_t *r, ngx_scenario_ctx_t *ctx,
+    ngx_int_t *rc)
+{
+    ngx_int_t                  code, org;
+    ngx_str_t                  value;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    code = ngx_http_json_string(ctx->body, "invite_code", &value, 1, 64);
+
+    if (code == NGX_ERROR) {
+        *rc = ngx_scenario_field_error(r, "invite_code", "\"invite_code\" "
+                                       "must be a string of 1 to 64 "
+                                       "characters");
+        return NGX_DECLINED;
+    }
+
+    if (code == NGX_OK) {
+        ctx->invite.data = ngx_pnalloc(r->pool, NGX_SCENARIO_HASH_HEX);
+        if (ctx->invite.data == NULL) {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
+        }
+
+        ngx_scenario_token_key(value.data, value.len, ctx->invite.data);
+        ctx->invite.len = NGX_SCENARIO_HASH_HEX;
+    }
+
+    org = ngx_http_json_string(ctx->body, "organization", &ctx->org_name, 1,
+                               100);
+
+    if (org == NGX_ERROR || (org == NGX_OK && code == NGX_OK)) {
+        *rc = ngx_scenario_field_error(r, "organization", "\"organization\" "
+                                       "must be a string of 1 to 100 "
+                                       "characters, and not given with "
+                                       "\"invite_code\"");
+        return NGX_DECLINED;
+    }
+
+    if (org == NGX_OK && !smcf->register_organization) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                  "creating an organization at "
+                                  "registration is disabled");
+        return NGX_DECLINED;
+    }
+
+    if (org != NGX_OK) {
+        ctx->org_name.data = NULL;
+        ctx->org_name.len = 0;
+    }
+
+    if (code != NGX_OK && !smcf->register_enabled) {
+        *rc = ngx_http_json_error(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                  "registration is disabled");
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

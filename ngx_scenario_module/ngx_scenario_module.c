@@ -49,6 +49,17 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("resolve"), NGX_SCENARIO_RESOLVE },
     { ngx_string("progress"), NGX_SCENARIO_PROGRESS },
     { ngx_string("leaderboard"), NGX_SCENARIO_LEADERBOARD },
+    { ngx_string("org"), NGX_SCENARIO_ORG },
+    { ngx_string("org_members"), NGX_SCENARIO_ORG_MEMBERS },
+    { ngx_string("org_member"), NGX_SCENARIO_ORG_MEMBER },
+    { ngx_string("org_invites"), NGX_SCENARIO_ORG_INVITES },
+    { ngx_string("org_invite"), NGX_SCENARIO_ORG_INVITE },
+    { ngx_string("authoring"), NGX_SCENARIO_AUTHORING },
+    { ngx_string("authoring_scenario"), NGX_SCENARIO_AUTHORING_SCENARIO },
+    { ngx_string("authoring_action"), NGX_SCENARIO_AUTHORING_ACTION },
+    { ngx_string("assignments"), NGX_SCENARIO_ASSIGNMENTS },
+    { ngx_string("assignment"), NGX_SCENARIO_ASSIGNMENT },
+    { ngx_string("my_assignments"), NGX_SCENARIO_MY_ASSIGNMENTS },
     { ngx_string("not_found"), NGX_SCENARIO_NOT_FOUND },
     { ngx_null_string, 0 }
 };
@@ -145,6 +156,20 @@ static ngx_command_t  ngx_scenario_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_scenario_main_conf_t, register_enabled),
+      NULL },
+
+    { ngx_string("scenario_register_organization"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, register_organization),
+      NULL },
+
+    { ngx_string("scenario_admin_email"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, admin_emails),
       NULL },
 
     { ngx_string("scenario_token_ttl"),
@@ -394,6 +419,8 @@ ngx_scenario_create_main_conf(ngx_conf_t *cf)
     smcf->pwhash.opslimit = NGX_CONF_UNSET_UINT;
 
     smcf->register_enabled = NGX_CONF_UNSET;
+    smcf->register_organization = NGX_CONF_UNSET;
+    smcf->admin_emails = NGX_CONF_UNSET_PTR;
     smcf->token_ttl = NGX_CONF_UNSET;
     smcf->token_sliding = NGX_CONF_UNSET_UINT;
     smcf->allowed_origins = NGX_CONF_UNSET_PTR;
@@ -417,6 +444,8 @@ ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf)
     char  *rv;
 
     ngx_conf_init_value(smcf->register_enabled, 1);
+    ngx_conf_init_value(smcf->register_organization, 0);
+    ngx_conf_init_ptr_value(smcf->admin_emails, NULL);
     ngx_conf_init_value(smcf->token_ttl, 86400);
     ngx_conf_init_uint_value(smcf->token_sliding, 1);
     ngx_conf_init_ptr_value(smcf->allowed_origins, NULL);
@@ -817,6 +846,39 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_LEADERBOARD:
         return ngx_scenario_leaderboard_handler(r);
+
+    case NGX_SCENARIO_ORG:
+        return ngx_scenario_org_handler(r);
+
+    case NGX_SCENARIO_ORG_MEMBERS:
+        return ngx_scenario_members_handler(r);
+
+    case NGX_SCENARIO_ORG_MEMBER:
+        return ngx_scenario_member_handler(r);
+
+    case NGX_SCENARIO_ORG_INVITES:
+        return ngx_scenario_invites_handler(r);
+
+    case NGX_SCENARIO_ORG_INVITE:
+        return ngx_scenario_invite_handler(r);
+
+    case NGX_SCENARIO_AUTHORING:
+        return ngx_scenario_authoring_handler(r);
+
+    case NGX_SCENARIO_AUTHORING_SCENARIO:
+        return ngx_scenario_authoring_scenario_handler(r);
+
+    case NGX_SCENARIO_AUTHORING_ACTION:
+        return ngx_scenario_authoring_action_handler(r);
+
+    case NGX_SCENARIO_ASSIGNMENTS:
+        return ngx_scenario_assignments_handler(r);
+
+    case NGX_SCENARIO_ASSIGNMENT:
+        return ngx_scenario_assignment_handler(r);
+
+    case NGX_SCENARIO_MY_ASSIGNMENTS:
+        return ngx_scenario_my_assignments_handler(r);
 
     case NGX_SCENARIO_NOT_FOUND:
         return ngx_scenario_not_found(r, "API path");

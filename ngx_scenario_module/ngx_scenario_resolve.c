@@ -85,8 +85,8 @@ static const char  ngx_scenario_resolve_sql[] =
     "'content', m.content, "
     "'at', (extract(epoch FROM m.created_at) * 1000)::bigint) "
     "ORDER BY m.seq) FROM messages m WHERE m.session_id = se.id), '[]') "
-    "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
-    "WHERE se.id = $1 AND se.user_id = $2";
+    "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
+    "WHERE se.id = $1 AND se.user_id = $2 " NGX_SCENARIO_SESSION_OPEN;
 
 static const char  ngx_scenario_game_resolve_sql[] =
     "SELECT game_resolve($1, $2, $3::jsonb)";
@@ -96,7 +96,9 @@ static const char  ngx_scenario_totals_sql[] =
     "(SELECT coalesce(sum(l.amount), 0) FROM xp_ledger l "
     "WHERE l.user_id = u.id AND l.created_at >= "
     "date_trunc('week', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') "
-    "FROM users u WHERE u.id = $1";
+    "FROM users u WHERE u.id = $1 "
+    /* a trial (sql/021) earns nothing: the boards stay as they are */
+    "AND NOT EXISTS (SELECT 1 FROM sessions t WHERE t.id = $2 AND t.trial)";
 
 static const char  ngx_scenario_progress_sql[] =
     "SELECT game_progress($1)";
@@ -435,7 +437,7 @@ static void
 ngx_scenario_resolve_stored(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc)
 {
-    ngx_str_t                v;
+    ngx_str_t                v, params[2];
     ngx_scenario_ctx_t      *ctx;
     ngx_scenario_resolve_t  *rs;
 
@@ -474,7 +476,10 @@ ngx_scenario_resolve_stored(ngx_http_request_t *r, PGresult *res,
     }
 
     /* the fast views follow the truth */
-    rc = ngx_scenario_pg(r, ngx_scenario_totals_sql, 1, &ctx->user_id_text,
+    params[0] = ctx->user_id_text;
+    params[1] = rs->session_id;
+
+    rc = ngx_scenario_pg(r, ngx_scenario_totals_sql, 2, params,
                          ngx_scenario_resolve_totals);
     if (rc != NGX_OK) {
         ngx_scenario_resolve_answer(r);

@@ -34,12 +34,16 @@ static const char  ngx_scenario_scenarios_sql[] =
     "SELECT se.scenario_id, bool_or(se.status = 'resolved') AS completed, "
     "max(a.overall) AS best_score "
     "FROM sessions se LEFT JOIN assessments a ON a.session_id = se.id "
-    "WHERE se.user_id = $1 GROUP BY se.scenario_id) d "
-    "ON d.scenario_id = s.id";
+    "WHERE se.user_id = $1 AND NOT se.trial GROUP BY se.scenario_id) d "
+    "ON d.scenario_id = s.id "
+    /* the global scenarios and the caller's organization's, published */
+    "WHERE s.status = 'published' AND (s.org_id IS NULL "
+    "OR s.org_id = (SELECT u.org_id FROM users u WHERE u.id = $1))";
 
 static const char  ngx_scenario_session_insert[] =
     "INSERT INTO sessions (user_id, scenario_id) "
     "SELECT $1, id FROM scenarios WHERE id = $2 "
+    "AND scenario_visible($1, $2) "
     "RETURNING json_build_object('id', id, 'scenario_id', scenario_id, "
     "'status', status, 'created_at', " NGX_SCENARIO_TIME("created_at") ")";
 
@@ -54,7 +58,7 @@ static const char  ngx_scenario_sessions_sql[] =
     "'overall', a.overall) ORDER BY se.created_at DESC, se.id DESC), '[]') "
     "FROM (SELECT * FROM sessions WHERE user_id = $1 "
     "ORDER BY created_at DESC, id DESC LIMIT 200) se "
-    "JOIN scenarios s ON s.id = se.scenario_id "
+    NGX_SCENARIO_SESSION_SCENARIO
     "LEFT JOIN assessments a ON a.session_id = se.id";
 
 static const char  ngx_scenario_session_sql[] =
@@ -78,7 +82,7 @@ static const char  ngx_scenario_session_sql[] =
     "'efficiency', a.efficiency), 'feedback', a.feedback, "
     "'metrics', a.metrics) FROM assessments a "
     "WHERE a.session_id = se.id)) "
-    "FROM sessions se JOIN scenarios s ON s.id = se.scenario_id "
+    "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1 AND se.user_id = $2";
 
 

@@ -386,7 +386,7 @@ ON CONFLICT (code) DO UPDATE SET
 
 -- ---------------------------------------------------------------------------
 -- Demo users. FOR LOCAL DEVELOPMENT AND TESTING ONLY: the passwords are
--- public (demo-password, alice-password). Do not run this seed against a
+-- public (demo-password, alice-password, trainer-password). Do not run this seed against a
 -- production database, or delete these accounts afterwards.
 -- Hashes: argon2id, libsodium crypto_pwhash_str format, m=19456 t=2 p=1.
 -- Existing users are never modified.
@@ -398,4 +398,13 @@ INSERT INTO users (email, password_hash, display_name) VALUES
     ('alice@example.com',
      '$argon2id$v=19$m=19456,t=2,p=1$8PcRCeW1CeBQaAqXYow3rA$1f1Hx6Q22jnIs0QUTFx/6SeZu0fKz3qJa9C6277JjB4',
      'Alice')
+ON CONFLICT DO NOTHING;
+
+-- The demo trainer (trainer-password): writes, tries and publishes the
+-- default organization's scenarios (issue 9).  Its role is set only when
+-- the account is created.
+INSERT INTO users (email, password_hash, display_name, org_id, role) VALUES
+    ('trainer@example.com',
+     '$argon2id$v=19$m=19456,t=2,p=1$Dn84bOkmeb5d1Ze3QFXUhw$TN7D/Pzms0mfQiRdkEHTr/aPnry+rvsKxzlaeSJWtfo',
+     'Demo Trainer', 1, 'trainer')
 ON CONFLICT DO NOTHING;

@@ -327,7 +327,7 @@ GET /auth/me
 "Authorization: Bearer $::Token"
 --- error_code: 200
 --- response_body_like eval
-qr/^\{"id":$::DemoId,"email":"demo\@example.com","display_name":"Demo Trainee","xp":0,"level":1,"created_at":"[^"]+"\}$/
+qr/^\{"id":$::DemoId,"email":"demo\@example.com","display_name":"Demo Trainee","xp":0,"level":1,"created_at":"[^"]+","role":"trainee","org_id":1\}$/
 --- no_error_log
 [error]
 
