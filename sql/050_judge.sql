@@ -8,7 +8,8 @@
 -- addressed the grading (a note the rules found, or the judge's quoted
 -- "yes").  A manipulated session does not pass.  Stored with the first
 -- resolution, so that every later resolve answers the same document.
--- The resolve answer's performance gains the three (additive).
+-- The resolve answer's performance gains the three (additive).  The pass
+-- mark is the session's scenario version's (021).
 
 ALTER TABLE assessments
     ADD COLUMN judge jsonb,
@@ -37,8 +38,8 @@ LANGUAGE sql STABLE AS $$
             'feedback', a.feedback,
             'metrics', a.metrics,
             'criteria', coalesce(a.criteria, '[]'::jsonb),
-            'pass_mark', sc.pass_mark,
-            'passed', a.overall >= sc.pass_mark AND NOT a.manipulation,
+            'pass_mark', v.pass_mark,
+            'passed', a.overall >= v.pass_mark AND NOT a.manipulation,
             'review_suggested', a.review_suggested,
             'manipulation', a.manipulation,
             'judge', coalesce(a.judge,
@@ -46,7 +47,8 @@ LANGUAGE sql STABLE AS $$
         'rewards', a.rewards)
     FROM assessments a
     JOIN sessions se ON se.id = a.session_id
-    JOIN scenarios sc ON sc.id = se.scenario_id
+    JOIN scenario_versions v ON v.scenario_id = se.scenario_id
+                            AND v.version = se.scenario_version
     WHERE a.session_id = p_session;
 $$;
 
