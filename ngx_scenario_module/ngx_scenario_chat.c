@@ -103,6 +103,8 @@ struct ngx_scenario_op_s {
 };
 
 
+static void ngx_scenario_chat_admitted(ngx_http_request_t *r);
+static ngx_int_t ngx_scenario_chat_check(ngx_http_request_t *r);
 static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_scenario_chat_open(ngx_http_request_t *r,
@@ -265,7 +267,7 @@ ngx_int_t
 ngx_scenario_chat_handler(ngx_http_request_t *r)
 {
     ngx_int_t            rc;
-    ngx_str_t            params[2];
+    ngx_str_t            id;
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_user(r);
@@ -282,16 +284,51 @@ ngx_scenario_chat_handler(ngx_http_request_t *r)
                                    "a WebSocket upgrade is expected here");
     }
 
-    if (ngx_scenario_session_id(r, &params[0]) != NGX_OK) {
+    if (ngx_scenario_session_id(r, &id) != NGX_OK) {
         return ngx_scenario_not_found(r, "session");
     }
 
+    /* a slot among the user's and the address's open chats */
+    rc = ngx_scenario_chat_admit(r, ngx_scenario_chat_admitted);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_scenario_wait(r, NGX_OK, "redis");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_scenario_wait(r, rc, "redis");
+    }
+
+    return ngx_scenario_wait(r, ngx_scenario_chat_check(r), "postgres");
+}
+
+
+static void
+ngx_scenario_chat_admitted(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_scenario_chat_check(r);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_fail(r, rc, "postgres");
+    }
+}
+
+
+static ngx_int_t
+ngx_scenario_chat_check(ngx_http_request_t *r)
+{
+    ngx_str_t            params[2];
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    (void) ngx_scenario_session_id(r, &params[0]);
     params[1] = ctx->user_id_text;
 
-    rc = ngx_scenario_pg(r, ngx_scenario_chat_session_sql, 2, params,
-                         ngx_scenario_chat_session);
-
-    return ngx_scenario_wait(r, rc, "postgres");
+    return ngx_scenario_pg(r, ngx_scenario_chat_session_sql, 2, params,
+                           ngx_scenario_chat_session);
 }
 
 
@@ -1638,6 +1675,7 @@ ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code)
     chat->closed = 1;
 
     ngx_scenario_count(chat->request, NGX_SCENARIO_M_ACTIVE_CHATS, -1);
+    ngx_scenario_chat_leave(chat->request);
 
     if (chat->sub) {
         ngx_redis_unsubscribe(chat->sub);
