@@ -79,6 +79,7 @@ struct ngx_http_ws_s {
     ngx_http_ws_conf_t          conf;
     ngx_http_ws_message_pt      on_message;
     ngx_http_ws_closed_pt       on_closed;
+    ngx_http_ws_drained_pt      on_drained;
     void                       *data;
 
     ngx_event_t                 keep;        /* ping and idle: cancelable */
@@ -707,8 +708,9 @@ ngx_http_ws_read_handler(ngx_http_request_t *r)
 static void
 ngx_http_ws_write_handler(ngx_http_request_t *r)
 {
-    ngx_http_ws_t     *ws;
-    ngx_connection_t  *c;
+    ngx_http_ws_t           *ws;
+    ngx_connection_t        *c;
+    ngx_http_ws_drained_pt   drained;
 
     ws = ngx_http_ws_get(r);
     if (ws == NULL) {
@@ -737,6 +739,14 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
         } else {
             ngx_http_ws_check_done(ws);
         }
+    }
+
+    if (ws->on_drained && ws->state == NGX_HTTP_WS_OPEN
+        && !ngx_http_ws_pending(ws))
+    {
+        drained = ws->on_drained;
+        ws->on_drained = NULL;
+        drained(ws);
     }
 
     /*
@@ -1599,13 +1609,7 @@ ngx_http_ws_push(ngx_http_ws_t *ws)
         return NGX_ERROR;
     }
 
-    /* only the first frame can be partly sent */
-
-    unsent = ws->out_size;
-
-    if (ws->out) {
-        unsent -= ws->out->buf->pos - ws->out->buf->start;
-    }
+    unsent = ngx_http_ws_queued(ws);
 
     if (unsent > ws->conf.max_output) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
@@ -1653,6 +1657,11 @@ ngx_http_ws_flush(ngx_http_ws_t *ws)
 
     if (!ngx_http_ws_pending(ws)) {
         c->buffered &= ~NGX_HTTP_WS_BUFFERED;
+
+        /* drained outside the write handler: it tells the owner */
+        if (ws->on_drained) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
 
         if (ws->state == NGX_HTTP_WS_OPEN && ws->busy.timer_set) {
             ngx_del_timer(&ws->busy);
@@ -2229,6 +2238,34 @@ ngx_http_ws_release(ngx_http_ws_t *ws)
 
     /* finalized from the event loop, not under the owner's feet */
     ngx_http_ws_schedule(ws);
+}
+
+
+size_t
+ngx_http_ws_queued(ngx_http_ws_t *ws)
+{
+    size_t  unsent;
+
+    /* only the first frame can be partly sent */
+
+    unsent = ws->out_size;
+
+    if (ws->out) {
+        unsent -= ws->out->buf->pos - ws->out->buf->start;
+    }
+
+    return unsent;
+}
+
+
+void
+ngx_http_ws_on_drained(ngx_http_ws_t *ws, ngx_http_ws_drained_pt handler)
+{
+    ws->on_drained = handler;
+
+    if (!ngx_http_ws_pending(ws)) {
+        ngx_post_event(ws->connection->write, &ngx_posted_events);
+    }
 }
 
 

@@ -50,6 +50,9 @@ typedef void (*ngx_http_ws_message_pt)(ngx_http_ws_t *ws, ngx_uint_t opcode,
  */
 typedef void (*ngx_http_ws_closed_pt)(ngx_http_ws_t *ws, ngx_uint_t code);
 
+/* The output queue is empty (see ngx_http_ws_on_drained()). */
+typedef void (*ngx_http_ws_drained_pt)(ngx_http_ws_t *ws);
+
 
 /* Copied by ngx_http_ws_accept(). */
 typedef struct {
@@ -93,6 +96,16 @@ void ngx_http_ws_close(ngx_http_ws_t *ws, ngx_uint_t code,
 /* Finalizes the request soon after, from the event loop.  Called before
  * on_closed, it closes with 1001 and on_closed never comes. */
 void ngx_http_ws_release(ngx_http_ws_t *ws);
+
+/* Bytes queued and not yet sent (frame headers included). */
+size_t ngx_http_ws_queued(ngx_http_ws_t *ws);
+
+/*
+ * Calls handler once, from the event loop, when everything queued is sent
+ * (at once if nothing is): a sender of much data sends the next part then,
+ * under max_output.  Not called after on_closed.
+ */
+void ngx_http_ws_on_drained(ngx_http_ws_t *ws, ngx_http_ws_drained_pt handler);
 
 void *ngx_http_ws_data(ngx_http_ws_t *ws);
 
