@@ -21,6 +21,8 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <ngx_http.h>
+
+#include "ngx_http_headers.h"
 #include <ngx_sha1.h>
 
 #include "ngx_http_ws.h"
@@ -135,8 +137,6 @@ static ngx_uint_t ngx_http_ws_has_token(ngx_http_request_t *r,
     const char *name, const char *token);
 static ngx_uint_t ngx_http_ws_token(ngx_str_t *value, const char *token);
 static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
-static ngx_int_t ngx_http_ws_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 
@@ -231,7 +231,7 @@ ngx_http_ws_check(ngx_http_request_t *r)
     if (!ngx_http_ws_has_token(r, "Sec-WebSocket-Version", "13")) {
         ngx_str_set(&v, "13");
 
-        if (ngx_http_ws_add_header(r, "Sec-WebSocket-Version", &v)
+        if (ngx_http_headers_add(r, "Sec-WebSocket-Version", &v)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -404,40 +404,22 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
 static ngx_table_elt_t *
 ngx_http_ws_header(ngx_http_request_t *r, const char *name, ngx_uint_t *n)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    size_t                    len;
+    ngx_table_elt_t          *h, *found;
+    ngx_http_headers_iter_t   it;
 
     len = ngx_strlen(name);
     found = NULL;
     *n = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_headers_iter(&it, &r->headers_in.headers);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
+    while ((h = ngx_http_headers_next(&it, name, len)) != NULL) {
+        if (found == NULL) {
+            found = h;
         }
 
-        if (h[i].hash != 0
-            && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            if (found == NULL) {
-                found = &h[i];
-            }
-
-            (*n)++;
-        }
+        (*n)++;
     }
 
     return found;
@@ -450,36 +432,21 @@ static ngx_uint_t
 ngx_http_ws_has_token(ngx_http_request_t *r, const char *name,
     const char *token)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t                    len;
+    ngx_table_elt_t          *h;
+    ngx_http_headers_iter_t   it;
 
     len = ngx_strlen(name);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_headers_iter(&it, &r->headers_in.headers);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0
-            && ngx_http_ws_token(&h[i].value, token))
-        {
+    while ((h = ngx_http_headers_next(&it, name, len)) != NULL) {
+        if (ngx_http_ws_token(&h->value, token)) {
             return 1;
         }
     }
+
+    return 0;
 }
 
 
@@ -570,29 +537,6 @@ ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key)
 
 
 static ngx_int_t
-ngx_http_ws_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
 ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 {
     u_char      hash[20];
@@ -617,8 +561,8 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 
     ngx_str_set(&upgrade, "websocket");
 
-    if (ngx_http_ws_add_header(r, "Upgrade", &upgrade) != NGX_OK
-        || ngx_http_ws_add_header(r, "Sec-WebSocket-Accept", &accept)
+    if (ngx_http_headers_add(r, "Upgrade", &upgrade) != NGX_OK
+        || ngx_http_headers_add(r, "Sec-WebSocket-Accept", &accept)
            != NGX_OK)
     {
         return NGX_ERROR;
