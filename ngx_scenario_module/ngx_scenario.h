@@ -24,6 +24,13 @@
 #define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
 #define NGX_SCENARIO_USER_TTL     "300" /* seconds a cached profile lives */
 
+/*
+ * The sender of "resolved" on a session's channel "chat:<id>", where
+ * messages are "<sender> <event>": a chat's own senders are
+ * "<instance>.<n>" and never take this name.
+ */
+#define NGX_SCENARIO_RESOLVER     "resolve"
+
 
 typedef enum {
     NGX_SCENARIO_NONE = 0,

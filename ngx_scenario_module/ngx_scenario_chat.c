@@ -1970,7 +1970,7 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
     ngx_scenario_chat_t  *chat = data;
 
     u_char     *p, *last;
-    ngx_str_t   ev;
+    ngx_str_t   ev, from;
 
     last = message->data + message->len;
     p = ngx_strlchr(message->data, last, ' ');
@@ -1979,9 +1979,11 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
         return;
     }
 
-    if ((size_t) (p - message->data) == chat->origin.len
-        && ngx_strncmp(message->data, chat->origin.data, chat->origin.len)
-           == 0)
+    from.data = message->data;
+    from.len = p - message->data;
+
+    if (from.len == chat->origin.len
+        && ngx_strncmp(from.data, chat->origin.data, from.len) == 0)
     {
         return;
     }
@@ -1991,10 +1993,9 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
 
     ngx_scenario_chat_send(chat, ev.data, ev.len);
 
-    if (ev.len >= sizeof("{\"type\":\"resolved\"") - 1
-        && ngx_strncmp(ev.data, "{\"type\":\"resolved\"",
-                       sizeof("{\"type\":\"resolved\"") - 1)
-           == 0)
+    /* the resolver is a sender of its own: its one event ends the chat */
+    if (from.len == sizeof(NGX_SCENARIO_RESOLVER) - 1
+        && ngx_strncmp(from.data, NGX_SCENARIO_RESOLVER, from.len) == 0)
     {
         chat->resolved = 1;
         ngx_http_ws_close(chat->ws, NGX_HTTP_WS_NORMAL, "resolved");
