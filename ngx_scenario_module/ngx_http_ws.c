@@ -195,6 +195,39 @@ static void ngx_http_ws_cleanup(void *data);
 static void ngx_http_ws_pool_cleanup(void *data);
 
 
+/*
+ * A module only for its slot in r->ctx: an upgraded request's event
+ * handlers find their connection's state there.
+ */
+
+static ngx_http_module_t  ngx_http_ws_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ws_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ws_module_ctx,               /* module context */
+    NULL,                                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
 /* handshake */
 
 ngx_int_t
@@ -297,6 +330,8 @@ ngx_http_ws_accept(ngx_http_request_t *r, ngx_http_ws_conf_t *conf,
 
     cln->handler = ngx_http_ws_cleanup;
     cln->data = ws;
+
+    ngx_http_set_ctx(r, ws, ngx_http_ws_module);
 
     /* held until ngx_http_ws_finalize(): the content handler's NGX_DONE */
     r->main->count++;
@@ -617,15 +652,7 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
 static ngx_http_ws_t *
 ngx_http_ws_get(ngx_http_request_t *r)
 {
-    ngx_http_cleanup_t  *cln;
-
-    for (cln = r->main->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_ws_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_get_module_ctx(r->main, ngx_http_ws_module);
 }
 
 

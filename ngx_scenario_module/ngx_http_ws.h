@@ -36,6 +36,9 @@
 
 typedef struct ngx_http_ws_s  ngx_http_ws_t;
 
+/* Registered with the module that uses this file (see config). */
+extern ngx_module_t  ngx_http_ws_module;
+
 /* A whole message (fragments joined), valid during the call only. */
 typedef void (*ngx_http_ws_message_pt)(ngx_http_ws_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len);
