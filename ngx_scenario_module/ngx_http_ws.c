@@ -21,11 +21,10 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #include <ngx_http.h>
-
-#include "ngx_http_headers.h"
 #include <ngx_sha1.h>
 
 #include "ngx_http_ws.h"
+#include "ngx_http_headers.h"
 
 
 #define NGX_HTTP_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
