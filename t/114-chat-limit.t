@@ -126,6 +126,34 @@ subtest 'a Redis that lost its data gets the live leases back' => sub {
     is_refused($u1, 'for this user', 'the cap holds after the loss');
 };
 
+# Redis killed (its append-only file keeps the leases), a chat closed
+# while it is down (the ZREM is lost), Redis started again: the closed
+# chat's lease is no longer renewed and runs out, the live ones are.
+subtest 'no slot leaks when Redis restarts' => sub {
+    my $dir = $ENV{TEST_NGINX_REDIS_DIR};
+    my $port = $ENV{TEST_NGINX_REDIS_PORT};
+    my $repo = $ENV{TEST_NGINX_REPO};
+    sleep 1.2;                          # a renewal, fsynced within a second
+    open my $fh, '<', "$dir/redis.pid" or die "no redis pid: $!";
+    chomp(my $pid = <$fh>);
+    close $fh;
+    kill 'KILL', $pid or die "kill redis: $!";
+    my $deadline = time + 5;
+    sleep 0.1 while kill(0, $pid) && time < $deadline;
+    unlink "$dir/redis.pid";
+
+    my $ws = $u1->{ws};
+    $ws->[2]->close(1000);              # heard by nginx, not by Redis
+    system('bash', '-c', ". '$repo/scripts/lib.sh' && redis_start '$dir' $port") == 0
+        or die 'redis did not start';
+
+    my $t0 = time;
+    $ws->[2] = open_soon($u1, 10);
+    ok $ws->[2], 'the slot of the chat closed meanwhile comes back';
+    diag sprintf 'after %.1f s', time - $t0;
+    is_refused($u1, 'for this user', 'and the live chats still hold theirs');
+};
+
 subtest 'no slot leaks when the workers crash' => sub {
     my %pids = map { (worker_of($_) // 0) => 1 } grep { $_ } @{ $u1->{ws} };
     delete $pids{0};
