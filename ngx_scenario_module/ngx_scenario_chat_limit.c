@@ -27,6 +27,7 @@
 
 #define NGX_SCENARIO_LEASE_HINT   0        /* one connection: in order */
 #define NGX_SCENARIO_LEASE_BATCH  256      /* leases per renewal command */
+#define NGX_SCENARIO_LEASE_RETRY  250      /* ms, after a failed renewal */
 
 
 typedef struct {
@@ -47,6 +48,8 @@ static void ngx_scenario_lease_admitted(void *data, redisReply *reply,
 static void ngx_scenario_lease_cleanup(void *data);
 static void ngx_scenario_lease_drop(ngx_scenario_lease_t *lease);
 static void ngx_scenario_lease_renew(ngx_event_t *ev);
+static void ngx_scenario_lease_renewed(void *data, redisReply *reply,
+    ngx_int_t rc);
 static void ngx_scenario_lease_arm(void);
 
 
@@ -92,6 +95,7 @@ static ngx_event_t                ngx_scenario_lease_timer;
 static ngx_scenario_main_conf_t  *ngx_scenario_lease_conf;
 static ngx_uint_t                 ngx_scenario_lease_number;
 static ngx_uint_t                 ngx_scenario_lease_exiting;
+static ngx_uint_t                 ngx_scenario_lease_owed; /* renewal failed */
 static u_char                     ngx_scenario_lease_instance[16];
 
 
@@ -104,6 +108,7 @@ ngx_scenario_chat_limit_init_process(ngx_scenario_main_conf_t *smcf,
     ngx_queue_init(&ngx_scenario_leases);
     ngx_scenario_lease_conf = smcf;
     ngx_scenario_lease_exiting = 0;
+    ngx_scenario_lease_owed = 0;
 
     /* members must differ across instances whose workers share pids */
     randombytes_buf(raw, sizeof(raw));
@@ -195,6 +200,15 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
 
     lease->request = r;
     lease->handler = handler;
+
+    /*
+     * Redis is back after an outage longer than the lease: this worker's
+     * leases expired there; renewed first, on the same connection, they
+     * count again before this admission is decided
+     */
+    if (ngx_scenario_lease_owed) {
+        ngx_scenario_lease_renew(&ngx_scenario_lease_timer);
+    }
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
@@ -360,12 +374,24 @@ ngx_scenario_lease_drop(ngx_scenario_lease_t *lease)
 static void
 ngx_scenario_lease_arm(void)
 {
-    if (ngx_scenario_lease_timer.timer_set || ngx_scenario_lease_exiting) {
+    ngx_msec_t  t;
+
+    if (ngx_scenario_lease_exiting) {
         return;
     }
 
-    ngx_add_timer(&ngx_scenario_lease_timer,
-                  ngx_scenario_lease_conf->chat_lease / 3);
+    /* a renewal that failed is tried again soon: Redis may be back */
+    t = ngx_scenario_lease_owed ? NGX_SCENARIO_LEASE_RETRY
+                                : ngx_scenario_lease_conf->chat_lease / 3;
+
+    if (ngx_scenario_lease_timer.timer_set
+        && (!ngx_scenario_lease_owed
+            || ngx_scenario_lease_timer.timer.key <= ngx_current_msec + t))
+    {
+        return;
+    }
+
+    ngx_add_timer(&ngx_scenario_lease_timer, t);
 }
 
 
@@ -381,9 +407,13 @@ ngx_scenario_lease_renew(ngx_event_t *ev)
     ngx_queue_t           *q, *k;
     ngx_scenario_lease_t  *lease;
 
-    if (ngx_exiting || ngx_quit || ngx_scenario_lease_exiting
-        || ngx_queue_empty(&ngx_scenario_leases))
-    {
+    if (ngx_exiting || ngx_quit || ngx_scenario_lease_exiting) {
+        return;
+    }
+
+    ngx_scenario_lease_owed = 0;
+
+    if (ngx_queue_empty(&ngx_scenario_leases)) {
         return;
     }
 
@@ -391,6 +421,7 @@ ngx_scenario_lease_renew(ngx_event_t *ev)
 
     argv = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), ev->log);
     if (argv == NULL) {
+        ngx_scenario_lease_owed = 1;
         ngx_scenario_lease_arm();
         return;
     }
@@ -430,12 +461,32 @@ ngx_scenario_lease_renew(ngx_event_t *ev)
             argvlen[4 + 2 * m + i] = lease->member.len;
         }
 
-        (void) ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
-                                        NGX_SCENARIO_LEASE_HINT, NULL, NULL,
-                                        (int) (4 + 3 * m), argv, argvlen);
+        if (ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
+                                     NGX_SCENARIO_LEASE_HINT,
+                                     ngx_scenario_lease_renewed, NULL,
+                                     (int) (4 + 3 * m), argv, argvlen)
+            == NULL)
+        {
+            ngx_scenario_lease_owed = 1;
+        }
     }
 
     ngx_free(argv);
 
     ngx_scenario_lease_arm();
+}
+
+
+static void
+ngx_scenario_lease_renewed(void *data, redisReply *reply, ngx_int_t rc)
+{
+    if (rc == NGX_OK && reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    ngx_scenario_lease_owed = 1;
+
+    if (!ngx_queue_empty(&ngx_scenario_leases)) {
+        ngx_scenario_lease_arm();
+    }
 }

@@ -959,10 +959,12 @@ ngx_scenario_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    /* first: the Redis pool's failed commands must not renew leases */
+    ngx_scenario_chat_limit_exit_process();
+
     ngx_pg_pool_exit_process(ngx_scenario_running->pg_pool);
     ngx_redis_pool_exit_process(ngx_scenario_running->redis_pool);
     ngx_scenario_cache_exit_process();
-    ngx_scenario_chat_limit_exit_process();
 
     ngx_scenario_running = NULL;
 }

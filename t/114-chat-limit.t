@@ -151,7 +151,12 @@ subtest 'no slot leaks when Redis restarts' => sub {
     $ws->[2] = open_soon($u1, 10);
     ok $ws->[2], 'the slot of the chat closed meanwhile comes back';
     diag sprintf 'after %.1f s', time - $t0;
-    is_refused($u1, 'for this user', 'and the live chats still hold theirs');
+    # a worker whose renewal failed renews again within 250 ms of Redis's
+    # return and before its next admission; the other worker's may come
+    # a renewal period later
+    sleep 1.2;
+    is redis_cmd('ZCARD', "chats:u:$u1->{uid}"), 3, 'the live leases are back';
+    is_refused($u1, 'for this user', 'and the cap holds');
 };
 
 subtest 'no slot leaks when the workers crash' => sub {
@@ -163,12 +168,12 @@ subtest 'no slot leaks when the workers crash' => sub {
     sleep 0.5;                          # the master starts new workers
     is_refused($u1, 'for this user', 'the dead chats hold their slots a while');
 
+    # each worker's leases run out a lease after its last renewal
     my $t0 = time;
-    my $ws = open_soon($u1, 6);
-    ok $ws, 'and free them when their leases run out';
+    my @back = map { open_soon($u1, 6) } 1 .. 3;
+    is scalar(grep { $_ } @back), 3, 'and free them when their leases run out';
     cmp_ok time - $t0, '<', 5, 'within the lease';
-    my @more = map { open_chat($u1) } 1 .. 2;
-    is scalar(grep { $_ } @more), 2, 'the whole cap is back';
+    is_refused($u1, 'for this user', 'the cap holds with the new chats');
 };
 
 stop_nginx();
