@@ -1,5 +1,6 @@
 # Open chats are capped per user and per client address (issue 11, item
-# 5), across workers: scenario_chat_limit user=3 address=5 lease=3s.  The
+# 5), across workers: scenario_chat_limit user=3 address=5 lease=3s.  Of
+# 30 parallel handshakes of one user, exactly 3 get in.  The
 # cap+1st socket of a user is refused before the upgrade (429
 # rate_limited, Retry-After); closing one frees a slot at once; another
 # user is unaffected until the address's cap, which counts every user.
@@ -89,6 +90,40 @@ redis_cmd('DEL', 'chats:a:127.0.0.1');
 start_nginx(\%conf);
 
 my ($u1, $u2, $u3) = (user('a'), user('b'), user('c'));
+
+# parallel handshakes of one user, on both workers: the script that counts
+# and adds is atomic, so exactly the cap gets in
+subtest 'a burst of 30 handshakes' => sub {
+    my $u = user('burst');
+    my $start = time + 1;
+    my @kids;
+    for (1 .. 30) {
+        pipe(my $r, my $w) or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $r;
+            sleep 0.001 while time < $start;
+            my $ws = open_chat($u);
+            syswrite $w, $ws ? '1' : '0';
+            close $w;
+            sleep 2;                    # held until every handshake is done
+            exit 0;
+        }
+        close $w;
+        push @kids, [$pid, $r];
+    }
+    my $in = 0;
+    for (@kids) {
+        my ($pid, $r) = @$_;
+        sysread $r, my $got, 1;
+        $in += ($got // 0);
+        waitpid $pid, 0;
+    }
+    is $in, 3, 'three of thirty admitted';
+    my $deadline = time + 3;
+    sleep 0.1 while redis_cmd('ZCARD', 'chats:a:127.0.0.1') > 0 && time < $deadline;
+    is redis_cmd('ZCARD', 'chats:a:127.0.0.1'), 0, 'and their slots freed as they went';
+};
 
 subtest 'per user, across workers' => sub {
     my @ws = map { open_chat($u1) } 1 .. 3;
