@@ -5,8 +5,9 @@
 # rate_limited, Retry-After); closing one frees a slot at once; another
 # user is unaffected until the address's cap, which counts every user.
 # Slots are not leaked: the workers killed with SIGKILL hold theirs only
-# until their leases run out, and a Redis that lost its data gets the live
-# leases back from the workers' batch renewal.
+# until their leases run out, a Redis that lost its data gets the live
+# leases back from the workers' batch renewal, and a close that a
+# restarting Redis never heard frees its slot when its lease runs out.
 use strict;
 use warnings;
 use lib 't/lib';
