@@ -271,29 +271,6 @@ ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
 
 
 ngx_int_t
-ngx_http_json_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
 ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds)
 {
     ngx_str_t  v;
@@ -305,7 +282,7 @@ ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds)
 
     v.len = ngx_sprintf(v.data, "%T", seconds < 1 ? 1 : seconds) - v.data;
 
-    return ngx_http_json_add_header(r, "Retry-After", &v);
+    return ngx_http_headers_add(r, "Retry-After", &v);
 }
 
 

@@ -14,6 +14,8 @@
 #include <ngx_http.h>
 #include <jansson.h>
 
+#include "ngx_http_headers.h"
+
 
 /*
  * Checks Content-Type (415) and a declared length (413) and starts reading
@@ -49,9 +51,7 @@ ngx_int_t ngx_http_json_send_raw(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_json_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message);
 
-/* Adds a header to the response (Retry-After, Allow...). */
-ngx_int_t ngx_http_json_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value);
+/* Adds Retry-After (ngx_http_headers_add() adds any other header). */
 ngx_int_t ngx_http_json_retry_after(ngx_http_request_t *r, time_t seconds);
 
 /* Serializes json compactly into memory of pool. */

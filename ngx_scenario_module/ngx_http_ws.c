@@ -24,6 +24,7 @@
 #include <ngx_sha1.h>
 
 #include "ngx_http_ws.h"
+#include "ngx_http_headers.h"
 
 
 #define NGX_HTTP_WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -79,6 +80,7 @@ struct ngx_http_ws_s {
     ngx_http_ws_conf_t          conf;
     ngx_http_ws_message_pt      on_message;
     ngx_http_ws_closed_pt       on_closed;
+    ngx_http_ws_drained_pt      on_drained;
     void                       *data;
 
     ngx_event_t                 keep;        /* ping and idle: cancelable */
@@ -134,8 +136,6 @@ static ngx_uint_t ngx_http_ws_has_token(ngx_http_request_t *r,
     const char *name, const char *token);
 static ngx_uint_t ngx_http_ws_token(ngx_str_t *value, const char *token);
 static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
-static ngx_int_t ngx_http_ws_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 
@@ -194,6 +194,39 @@ static void ngx_http_ws_cleanup(void *data);
 static void ngx_http_ws_pool_cleanup(void *data);
 
 
+/*
+ * A module only for its slot in r->ctx: an upgraded request's event
+ * handlers find their connection's state there.
+ */
+
+static ngx_http_module_t  ngx_http_ws_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ws_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ws_module_ctx,               /* module context */
+    NULL,                                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
 /* handshake */
 
 ngx_int_t
@@ -230,7 +263,7 @@ ngx_http_ws_check(ngx_http_request_t *r)
     if (!ngx_http_ws_has_token(r, "Sec-WebSocket-Version", "13")) {
         ngx_str_set(&v, "13");
 
-        if (ngx_http_ws_add_header(r, "Sec-WebSocket-Version", &v)
+        if (ngx_http_headers_add(r, "Sec-WebSocket-Version", &v)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -296,6 +329,8 @@ ngx_http_ws_accept(ngx_http_request_t *r, ngx_http_ws_conf_t *conf,
 
     cln->handler = ngx_http_ws_cleanup;
     cln->data = ws;
+
+    ngx_http_set_ctx(r, ws, ngx_http_ws_module);
 
     /* held until ngx_http_ws_finalize(): the content handler's NGX_DONE */
     r->main->count++;
@@ -403,40 +438,22 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
 static ngx_table_elt_t *
 ngx_http_ws_header(ngx_http_request_t *r, const char *name, ngx_uint_t *n)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    size_t                    len;
+    ngx_table_elt_t          *h, *found;
+    ngx_http_headers_iter_t   it;
 
     len = ngx_strlen(name);
     found = NULL;
     *n = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_headers_iter(&it, &r->headers_in.headers);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
+    while ((h = ngx_http_headers_next(&it, name, len)) != NULL) {
+        if (found == NULL) {
+            found = h;
         }
 
-        if (h[i].hash != 0
-            && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            if (found == NULL) {
-                found = &h[i];
-            }
-
-            (*n)++;
-        }
+        (*n)++;
     }
 
     return found;
@@ -449,36 +466,21 @@ static ngx_uint_t
 ngx_http_ws_has_token(ngx_http_request_t *r, const char *name,
     const char *token)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t                    len;
+    ngx_table_elt_t          *h;
+    ngx_http_headers_iter_t   it;
 
     len = ngx_strlen(name);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_http_headers_iter(&it, &r->headers_in.headers);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash != 0
-            && h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0
-            && ngx_http_ws_token(&h[i].value, token))
-        {
+    while ((h = ngx_http_headers_next(&it, name, len)) != NULL) {
+        if (ngx_http_ws_token(&h->value, token)) {
             return 1;
         }
     }
+
+    return 0;
 }
 
 
@@ -569,29 +571,6 @@ ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key)
 
 
 static ngx_int_t
-ngx_http_ws_add_header(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value = *value;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
 ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 {
     u_char      hash[20];
@@ -616,8 +595,8 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 
     ngx_str_set(&upgrade, "websocket");
 
-    if (ngx_http_ws_add_header(r, "Upgrade", &upgrade) != NGX_OK
-        || ngx_http_ws_add_header(r, "Sec-WebSocket-Accept", &accept)
+    if (ngx_http_headers_add(r, "Upgrade", &upgrade) != NGX_OK
+        || ngx_http_headers_add(r, "Sec-WebSocket-Accept", &accept)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -672,15 +651,7 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
 static ngx_http_ws_t *
 ngx_http_ws_get(ngx_http_request_t *r)
 {
-    ngx_http_cleanup_t  *cln;
-
-    for (cln = r->main->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_ws_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
+    return ngx_http_get_module_ctx(r->main, ngx_http_ws_module);
 }
 
 
@@ -707,8 +678,9 @@ ngx_http_ws_read_handler(ngx_http_request_t *r)
 static void
 ngx_http_ws_write_handler(ngx_http_request_t *r)
 {
-    ngx_http_ws_t     *ws;
-    ngx_connection_t  *c;
+    ngx_http_ws_t           *ws;
+    ngx_connection_t        *c;
+    ngx_http_ws_drained_pt   drained;
 
     ws = ngx_http_ws_get(r);
     if (ws == NULL) {
@@ -737,6 +709,14 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
         } else {
             ngx_http_ws_check_done(ws);
         }
+    }
+
+    if (ws->on_drained && ws->state == NGX_HTTP_WS_OPEN
+        && !ngx_http_ws_pending(ws))
+    {
+        drained = ws->on_drained;
+        ws->on_drained = NULL;
+        drained(ws);
     }
 
     /*
@@ -1599,13 +1579,7 @@ ngx_http_ws_push(ngx_http_ws_t *ws)
         return NGX_ERROR;
     }
 
-    /* only the first frame can be partly sent */
-
-    unsent = ws->out_size;
-
-    if (ws->out) {
-        unsent -= ws->out->buf->pos - ws->out->buf->start;
-    }
+    unsent = ngx_http_ws_queued(ws);
 
     if (unsent > ws->conf.max_output) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
@@ -1653,6 +1627,11 @@ ngx_http_ws_flush(ngx_http_ws_t *ws)
 
     if (!ngx_http_ws_pending(ws)) {
         c->buffered &= ~NGX_HTTP_WS_BUFFERED;
+
+        /* drained outside the write handler: it tells the owner */
+        if (ws->on_drained) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
 
         if (ws->state == NGX_HTTP_WS_OPEN && ws->busy.timer_set) {
             ngx_del_timer(&ws->busy);
@@ -2229,6 +2208,34 @@ ngx_http_ws_release(ngx_http_ws_t *ws)
 
     /* finalized from the event loop, not under the owner's feet */
     ngx_http_ws_schedule(ws);
+}
+
+
+size_t
+ngx_http_ws_queued(ngx_http_ws_t *ws)
+{
+    size_t  unsent;
+
+    /* only the first frame can be partly sent */
+
+    unsent = ws->out_size;
+
+    if (ws->out) {
+        unsent -= ws->out->buf->pos - ws->out->buf->start;
+    }
+
+    return unsent;
+}
+
+
+void
+ngx_http_ws_on_drained(ngx_http_ws_t *ws, ngx_http_ws_drained_pt handler)
+{
+    ws->on_drained = handler;
+
+    if (!ngx_http_ws_pending(ws)) {
+        ngx_post_event(ws->connection->write, &ngx_posted_events);
+    }
 }
 
 

@@ -36,6 +36,9 @@
 
 typedef struct ngx_http_ws_s  ngx_http_ws_t;
 
+/* Registered with the module that uses this file (see config). */
+extern ngx_module_t  ngx_http_ws_module;
+
 /* A whole message (fragments joined), valid during the call only. */
 typedef void (*ngx_http_ws_message_pt)(ngx_http_ws_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len);
@@ -49,6 +52,9 @@ typedef void (*ngx_http_ws_message_pt)(ngx_http_ws_t *ws, ngx_uint_t opcode,
  * the request finalized.
  */
 typedef void (*ngx_http_ws_closed_pt)(ngx_http_ws_t *ws, ngx_uint_t code);
+
+/* The output queue is empty (see ngx_http_ws_on_drained()). */
+typedef void (*ngx_http_ws_drained_pt)(ngx_http_ws_t *ws);
 
 
 /* Copied by ngx_http_ws_accept(). */
@@ -93,6 +99,16 @@ void ngx_http_ws_close(ngx_http_ws_t *ws, ngx_uint_t code,
 /* Finalizes the request soon after, from the event loop.  Called before
  * on_closed, it closes with 1001 and on_closed never comes. */
 void ngx_http_ws_release(ngx_http_ws_t *ws);
+
+/* Bytes queued and not yet sent (frame headers included). */
+size_t ngx_http_ws_queued(ngx_http_ws_t *ws);
+
+/*
+ * Calls handler once, from the event loop, when everything queued is sent
+ * (at once if nothing is): a sender of much data sends the next part then,
+ * under max_output.  Not called after on_closed.
+ */
+void ngx_http_ws_on_drained(ngx_http_ws_t *ws, ngx_http_ws_drained_pt handler);
 
 void *ngx_http_ws_data(ngx_http_ws_t *ws);
 

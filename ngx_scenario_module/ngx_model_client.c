@@ -35,6 +35,7 @@
 #include <jansson.h>
 
 #include "ngx_model_client.h"
+#include "ngx_http_headers.h"
 #include "ngx_sse.h"
 
 
@@ -1074,48 +1075,27 @@ static time_t
 ngx_model_retry_after(ngx_http_request_t *r)
 {
     time_t            t;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0
-            || h[i].key.len != sizeof("Retry-After") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                               sizeof("Retry-After") - 1)
-               != 0)
-        {
-            continue;
-        }
-
-        /* seconds, or an HTTP date */
-
-        t = ngx_atotm(h[i].value.data, h[i].value.len);
-        if (t != NGX_ERROR) {
-            return t;
-        }
-
-        t = ngx_parse_http_time(h[i].value.data, h[i].value.len);
-        if (t != NGX_ERROR && t > ngx_time()) {
-            return t - ngx_time();
-        }
-
+    h = ngx_http_headers_find(&r->headers_out.headers, "Retry-After",
+                              sizeof("Retry-After") - 1);
+    if (h == NULL) {
         return 0;
     }
+
+    /* seconds, or an HTTP date */
+
+    t = ngx_atotm(h->value.data, h->value.len);
+    if (t != NGX_ERROR) {
+        return t;
+    }
+
+    t = ngx_parse_http_time(h->value.data, h->value.len);
+    if (t != NGX_ERROR && t > ngx_time()) {
+        return t - ngx_time();
+    }
+
+    return 0;
 }
 
 

@@ -33,6 +33,12 @@
     "JOIN scenario_at s ON s.id = se.scenario_id "                            \
     "AND s.version = se.scenario_version "
 
+/*
+ * The sender of "resolved" on a session's channel "chat:<id>", where
+ * messages are "<sender> <event>": a chat's own senders are
+ * "<instance>.<n>" and never take this name.
+ */
+#define NGX_SCENARIO_RESOLVER     "resolve"
 
 
 typedef enum {
@@ -148,6 +154,11 @@ typedef struct {
     ngx_uint_t                   register_address;
     time_t                       register_window;
 
+    /* open chats per user and per address (ngx_scenario_chat_limit.c) */
+    ngx_uint_t                   chat_per_user;
+    ngx_uint_t                   chat_per_address;
+    ngx_msec_t                   chat_lease;         /* 0: no cap */
+
     ngx_shm_zone_t              *shm_zone;
     ngx_scenario_metrics_t      *metrics;
 } ngx_scenario_main_conf_t;
@@ -200,6 +211,7 @@ struct ngx_scenario_ctx_s {
     void                        *chat;
     void                        *resolve;
     void                        *route;
+    void                        *lease;           /* a chat's slot */
 
     /* the flow's own state */
     json_t                      *body;
@@ -326,6 +338,16 @@ ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,
 
 /* ngx_scenario_chat.c */
 ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_chat_limit.c */
+typedef void (*ngx_scenario_chat_admit_pt)(ngx_http_request_t *r);
+
+void ngx_scenario_chat_limit_init_process(ngx_scenario_main_conf_t *smcf,
+    ngx_cycle_t *cycle);
+void ngx_scenario_chat_limit_exit_process(void);
+ngx_int_t ngx_scenario_chat_admit(ngx_http_request_t *r,
+    ngx_scenario_chat_admit_pt handler);
+void ngx_scenario_chat_leave(ngx_http_request_t *r);
 
 /* ngx_scenario_resolve.c */
 ngx_int_t ngx_scenario_resolve_handler(ngx_http_request_t *r);

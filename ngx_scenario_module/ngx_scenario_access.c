@@ -28,8 +28,6 @@ static ngx_int_t ngx_scenario_access_user(ngx_http_request_t *r,
     ngx_scenario_ctx_t *ctx, ngx_str_t *id);
 static ngx_int_t ngx_scenario_user_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_table_elt_t *ngx_scenario_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 
 
 static ngx_str_t  ngx_scenario_user_id_name = ngx_string("scenario_user_id");
@@ -425,7 +423,8 @@ ngx_scenario_origin_ok(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    origin = ngx_scenario_header(r, "origin", sizeof("origin") - 1);
+    origin = ngx_http_headers_find(&r->headers_in.headers, "origin",
+                                   sizeof("origin") - 1);
     if (origin == NULL) {
         return NGX_DECLINED;
     }
@@ -477,37 +476,6 @@ ngx_scenario_origin_ok(ngx_http_request_t *r)
 
     return ngx_strncasecmp(p, host->data, host->len) == 0
            ? NGX_OK : NGX_DECLINED;
-}
-
-
-static ngx_table_elt_t *
-ngx_scenario_header(ngx_http_request_t *r, const char *name, size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].lowcase_key, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 

@@ -718,14 +718,14 @@ ngx_scenario_set_cookie(ngx_http_request_t *r, ngx_str_t *token,
 
     v.len = p - v.data;
 
-    if (ngx_http_json_add_header(r, "Set-Cookie", &v) != NGX_OK) {
+    if (ngx_http_headers_add(r, "Set-Cookie", &v) != NGX_OK) {
         return NGX_ERROR;
     }
 
     v.data = (u_char *) "no-store";
     v.len = sizeof("no-store") - 1;
 
-    return ngx_http_json_add_header(r, "Cache-Control", &v);
+    return ngx_http_headers_add(r, "Cache-Control", &v);
 }
 
 

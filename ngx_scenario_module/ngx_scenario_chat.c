@@ -28,6 +28,7 @@
 #define NGX_SCENARIO_CHAT_LEASE      5000   /* ms, the reply lock's */
 #define NGX_SCENARIO_CHAT_RENEW      1500   /* ms, between renewals */
 #define NGX_SCENARIO_CHAT_POLL       500    /* ms, a waiter's look */
+#define NGX_SCENARIO_CHAT_PAGE       100    /* rows a replay reads at once */
 
 
 typedef struct ngx_scenario_chat_s  ngx_scenario_chat_t;
@@ -69,6 +70,7 @@ struct ngx_scenario_chat_s {
     size_t                       inbox_size;    /* bytes of the inbox */
     ngx_scenario_turn_t         *turn;
     ngx_uint_t                   refs;          /* operations in flight */
+    int64_t                      replayed;      /* resume: the last seq sent */
 
     unsigned                     closed:1;
     unsigned                     released:1;
@@ -103,6 +105,8 @@ struct ngx_scenario_op_s {
 };
 
 
+static void ngx_scenario_chat_admitted(ngx_http_request_t *r);
+static ngx_int_t ngx_scenario_chat_check(ngx_http_request_t *r);
 static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_scenario_chat_open(ngx_http_request_t *r,
@@ -117,8 +121,10 @@ static void ngx_scenario_chat_user_message(ngx_scenario_chat_t *chat);
 static void ngx_scenario_chat_stored(ngx_scenario_chat_t *chat,
     PGresult *res, ngx_int_t rc);
 static void ngx_scenario_chat_resume(ngx_scenario_chat_t *chat);
+static void ngx_scenario_chat_replay_page(ngx_scenario_chat_t *chat);
 static void ngx_scenario_chat_replay(ngx_scenario_chat_t *chat,
     PGresult *res, ngx_int_t rc);
+static void ngx_scenario_chat_drained(ngx_http_ws_t *ws);
 static void ngx_scenario_chat_error(ngx_scenario_chat_t *chat,
     const char *code, const char *message, ngx_uint_t broadcast);
 
@@ -202,7 +208,7 @@ static const char  ngx_scenario_chat_replay_sql[] =
     "to_char(created_at AT TIME ZONE 'UTC', "
     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
     "FROM messages WHERE session_id = $1 AND seq > $2 "
-    "ORDER BY seq LIMIT 1000";
+    "ORDER BY seq LIMIT $3";
 
 static const char  ngx_scenario_chat_rebuild_sql[] =
     "SELECT s.persona_name, s.persona_role, s.persona_prompt, s.backstory, "
@@ -265,7 +271,7 @@ ngx_int_t
 ngx_scenario_chat_handler(ngx_http_request_t *r)
 {
     ngx_int_t            rc;
-    ngx_str_t            params[2];
+    ngx_str_t            id;
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_user(r);
@@ -282,16 +288,51 @@ ngx_scenario_chat_handler(ngx_http_request_t *r)
                                    "a WebSocket upgrade is expected here");
     }
 
-    if (ngx_scenario_session_id(r, &params[0]) != NGX_OK) {
+    if (ngx_scenario_session_id(r, &id) != NGX_OK) {
         return ngx_scenario_not_found(r, "session");
     }
 
+    /* a slot among the user's and the address's open chats */
+    rc = ngx_scenario_chat_admit(r, ngx_scenario_chat_admitted);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_scenario_wait(r, NGX_OK, "redis");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_scenario_wait(r, rc, "redis");
+    }
+
+    return ngx_scenario_wait(r, ngx_scenario_chat_check(r), "postgres");
+}
+
+
+static void
+ngx_scenario_chat_admitted(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_scenario_chat_check(r);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_fail(r, rc, "postgres");
+    }
+}
+
+
+static ngx_int_t
+ngx_scenario_chat_check(ngx_http_request_t *r)
+{
+    ngx_str_t            params[2];
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    (void) ngx_scenario_session_id(r, &params[0]);
     params[1] = ctx->user_id_text;
 
-    rc = ngx_scenario_pg(r, ngx_scenario_chat_session_sql, 2, params,
-                         ngx_scenario_chat_session);
-
-    return ngx_scenario_wait(r, rc, "postgres");
+    return ngx_scenario_pg(r, ngx_scenario_chat_session_sql, 2, params,
+                           ngx_scenario_chat_session);
 }
 
 
@@ -684,9 +725,7 @@ ngx_scenario_chat_stored(ngx_scenario_chat_t *chat, PGresult *res,
 static void
 ngx_scenario_chat_resume(ngx_scenario_chat_t *chat)
 {
-    u_char     buf[NGX_INT64_LEN];
-    json_t    *after;
-    ngx_str_t  params[2];
+    json_t  *after;
 
     after = json_object_get(chat->msg, "after_seq");
 
@@ -702,13 +741,33 @@ ngx_scenario_chat_resume(ngx_scenario_chat_t *chat)
         return;
     }
 
+    chat->replayed = json_integer_value(after);
+
+    ngx_scenario_chat_replay_page(chat);
+}
+
+
+/*
+ * The replay goes in pages under the output cap: a page is sent while
+ * the queue holds less than half of scenario_chat_max_output (at least one
+ * message each time), and the next page is read once the queue drained,
+ * so that a slow reader of a long transcript is not dropped, and nothing
+ * is left out.  The next client message waits meanwhile.
+ */
+
+static void
+ngx_scenario_chat_replay_page(ngx_scenario_chat_t *chat)
+{
+    u_char     buf[NGX_INT64_LEN], page[NGX_INT_T_LEN];
+    ngx_str_t  params[3];
+
     params[0] = chat->session_id;
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%L",
-                                (int64_t) json_integer_value(after))
-                    - buf;
+    params[1].len = ngx_sprintf(buf, "%L", chat->replayed) - buf;
+    params[2].data = page;
+    params[2].len = ngx_sprintf(page, "%d", NGX_SCENARIO_CHAT_PAGE) - page;
 
-    if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_replay_sql, 2, params,
+    if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_replay_sql, 3, params,
                              ngx_scenario_chat_replay)
         != NGX_OK)
     {
@@ -725,7 +784,9 @@ ngx_scenario_chat_replay(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
     int         i, n;
+    size_t      len, budget, queued;
     json_t     *ev;
+    ngx_int_t   seq;
     ngx_str_t   role, content, at;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
@@ -737,24 +798,66 @@ ngx_scenario_chat_replay(ngx_scenario_chat_t *chat, PGresult *res,
     }
 
     n = PQntuples(res);
+    budget = chat->slcf->chat_max_output / 2;
 
     for (i = 0; i < n; i++) {
+
+        if (chat->closed || !ngx_http_ws_is_open(chat->ws)) {
+            ngx_scenario_chat_done(chat);
+            return;
+        }
+
+        seq = ngx_pg_int(res, i, 0);
         role = ngx_pg_value(res, i, 1);
         content = ngx_pg_value(res, i, 2);
         at = ngx_pg_value(res, i, 3);
 
         ev = json_pack("{s:s,s:I,s:s%,s:s%,s:s%}", "type", "message",
-                       "seq", (json_int_t) ngx_pg_int(res, i, 0),
+                       "seq", (json_int_t) seq,
                        "role", (char *) role.data, role.len,
                        "content", (char *) content.data, content.len,
                        "created_at", (char *) at.data, at.len);
-        if (ev) {
-            ngx_scenario_chat_event(chat, ev, 0);
-            json_decref(ev);
+        if (ev == NULL) {
+            continue;
         }
+
+        len = json_dumpb(ev, NULL, 0, JSON_COMPACT);
+        queued = ngx_http_ws_queued(chat->ws);
+
+        if (queued && queued + len > budget) {
+            /* the rest of the page is read again once the queue drained */
+            json_decref(ev);
+            ngx_http_ws_on_drained(chat->ws, ngx_scenario_chat_drained);
+            return;
+        }
+
+        ngx_scenario_chat_event(chat, ev, 0);
+        json_decref(ev);
+
+        chat->replayed = seq;
     }
 
-    ngx_scenario_chat_done(chat);
+    if (n < NGX_SCENARIO_CHAT_PAGE) {
+        ngx_scenario_chat_done(chat);
+        return;
+    }
+
+    ngx_scenario_chat_replay_page(chat);
+}
+
+
+static void
+ngx_scenario_chat_drained(ngx_http_ws_t *ws)
+{
+    ngx_scenario_chat_t  *chat;
+
+    chat = ngx_http_ws_data(ws);
+
+    if (chat->closed || chat->current == NULL) {
+        return;
+    }
+
+    ngx_scenario_chat_replay_page(chat);
 }
 
 
@@ -1646,6 +1749,7 @@ ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code)
     chat->closed = 1;
 
     ngx_scenario_count(chat->request, NGX_SCENARIO_M_ACTIVE_CHATS, -1);
+    ngx_scenario_chat_leave(chat->request);
 
     if (chat->sub) {
         ngx_redis_unsubscribe(chat->sub);
@@ -1874,7 +1978,7 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
     ngx_scenario_chat_t  *chat = data;
 
     u_char     *p, *last;
-    ngx_str_t   ev;
+    ngx_str_t   ev, from;
 
     last = message->data + message->len;
     p = ngx_strlchr(message->data, last, ' ');
@@ -1883,9 +1987,11 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
         return;
     }
 
-    if ((size_t) (p - message->data) == chat->origin.len
-        && ngx_strncmp(message->data, chat->origin.data, chat->origin.len)
-           == 0)
+    from.data = message->data;
+    from.len = p - message->data;
+
+    if (from.len == chat->origin.len
+        && ngx_strncmp(from.data, chat->origin.data, from.len) == 0)
     {
         return;
     }
@@ -1895,10 +2001,9 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
 
     ngx_scenario_chat_send(chat, ev.data, ev.len);
 
-    if (ev.len >= sizeof("{\"type\":\"resolved\"") - 1
-        && ngx_strncmp(ev.data, "{\"type\":\"resolved\"",
-                       sizeof("{\"type\":\"resolved\"") - 1)
-           == 0)
+    /* the resolver is a sender of its own: its one event ends the chat */
+    if (from.len == sizeof(NGX_SCENARIO_RESOLVER) - 1
+        && ngx_strncmp(from.data, NGX_SCENARIO_RESOLVER, from.len) == 0)
     {
         chat->resolved = 1;
         ngx_http_ws_close(chat->ws, NGX_HTTP_WS_NORMAL, "resolved");

@@ -24,6 +24,8 @@ static char *ngx_scenario_password_cost(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_scenario_login_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_scenario_chat_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_scenario_auth_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_scenario_temperature(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -217,6 +219,13 @@ static ngx_command_t  ngx_scenario_commands[] = {
     { ngx_string("scenario_register_limit"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_scenario_login_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scenario_chat_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_scenario_chat_limit,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -431,6 +440,9 @@ ngx_scenario_create_main_conf(ngx_conf_t *cf)
     smcf->limit_window = NGX_CONF_UNSET;
     smcf->register_address = NGX_CONF_UNSET_UINT;
     smcf->register_window = NGX_CONF_UNSET;
+    smcf->chat_per_user = NGX_CONF_UNSET_UINT;
+    smcf->chat_per_address = NGX_CONF_UNSET_UINT;
+    smcf->chat_lease = NGX_CONF_UNSET_MSEC;
 
     return smcf;
 }
@@ -455,6 +467,9 @@ ngx_scenario_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(smcf->limit_window, 900);
     ngx_conf_init_uint_value(smcf->register_address, 20);
     ngx_conf_init_value(smcf->register_window, 600);
+    ngx_conf_init_uint_value(smcf->chat_per_user, 8);
+    ngx_conf_init_uint_value(smcf->chat_per_address, 64);
+    ngx_conf_init_msec_value(smcf->chat_lease, 30000);
 
     if (smcf->cookie_name.data == NULL) {
         ngx_str_set(&smcf->cookie_name, "scenario_token");
@@ -768,6 +783,82 @@ invalid:
 }
 
 
+/* scenario_chat_limit user=8 address=64 lease=30s; or off */
+
+static char *
+ngx_scenario_chat_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_scenario_main_conf_t  *smcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+
+    value = cf->args->elts;
+
+    if (smcf->chat_lease != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    if (cf->args->nelts == 2
+        && value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0)
+    {
+        smcf->chat_lease = 0;
+        return NGX_CONF_OK;
+    }
+
+    smcf->chat_lease = 30000;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            smcf->chat_per_user = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "address=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            smcf->chat_per_address = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "lease=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+            /* renewed every third of it: under a second is only churn */
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
+                goto invalid;
+            }
+
+            smcf->chat_lease = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
 static ngx_int_t
 ngx_scenario_postconfiguration(ngx_conf_t *cf)
 {
@@ -913,6 +1004,8 @@ ngx_scenario_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_scenario_chat_limit_init_process(smcf, cycle);
+
     return ngx_scenario_cache_init_process(smcf);
 }
 
@@ -923,6 +1016,9 @@ ngx_scenario_exit_process(ngx_cycle_t *cycle)
     if (ngx_scenario_running == NULL) {
         return;
     }
+
+    /* first: the Redis pool's failed commands must not renew leases */
+    ngx_scenario_chat_limit_exit_process();
 
     ngx_pg_pool_exit_process(ngx_scenario_running->pg_pool);
     ngx_redis_pool_exit_process(ngx_scenario_running->redis_pool);

@@ -36,7 +36,8 @@ typedef struct {
     ngx_str_t                        goal;
     ngx_str_t                        good;
     ngx_str_t                        session_id;
-    ngx_str_t                        result;
+    ngx_str_t                        result;   /* game_resolve's document */
+    json_t                          *board;    /* the leaderboard's */
     ngx_model_call_t                *call;
     ngx_msec_t                       started;
     ngx_uint_t                       week;     /* leaderboard period */
@@ -88,8 +89,9 @@ static const char  ngx_scenario_resolve_sql[] =
     "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1 AND se.user_id = $2 " NGX_SCENARIO_SESSION_OPEN;
 
+/* the document, and whether it is game_resolve's {"error":"conflict"} */
 static const char  ngx_scenario_game_resolve_sql[] =
-    "SELECT game_resolve($1, $2, $3::jsonb)";
+    "SELECT g, g ? 'error' FROM game_resolve($1, $2, $3::jsonb) AS g";
 
 static const char  ngx_scenario_totals_sql[] =
     "SELECT u.xp, u.level, u.display_name, "
@@ -453,11 +455,7 @@ ngx_scenario_resolve_stored(ngx_http_request_t *r, PGresult *res,
         return;
     }
 
-    if (ngx_strlcasestrn(v.data, v.data + v.len,
-                         (u_char *) "\"error\"", sizeof("\"error\"") - 2)
-        != NULL
-        && v.len < 64)
-    {
+    if (ngx_pg_value(res, 0, 1).data[0] == 't') {
         ngx_scenario_finalize(r, ngx_http_json_error(r, NGX_HTTP_CONFLICT,
                               "conflict",
                               "the session has no message of yours yet"));
@@ -658,7 +656,7 @@ ngx_scenario_resolve_tell(ngx_http_request_t *r, ngx_scenario_resolve_t *rs)
     argvlen[0] = 7;
     argv[1] = (char *) channel;
     argvlen[1] = ngx_sprintf(channel, "chat:%V", &rs->session_id) - channel;
-    argv[2] = "resolve {\"type\":\"resolved\"}";
+    argv[2] = NGX_SCENARIO_RESOLVER " {\"type\":\"resolved\"}";
     argvlen[2] = ngx_strlen(argv[2]);
 
     (void) ngx_redis_command(smcf->redis_pool, NULL,
@@ -866,7 +864,7 @@ ngx_scenario_board_loaded(ngx_http_request_t *r, PGresult *res,
 
     ctx = ngx_scenario_ctx(r);
     rs = ctx->resolve;
-    rs->result.data = (u_char *) json;   /* kept for the answer */
+    rs->board = json;                    /* kept for the answer */
 
     ngx_str_set(&period, "all");
     if (rs->week) {
@@ -967,8 +965,7 @@ ngx_scenario_board_rebuilt(ngx_http_request_t *r, PGresult *res,
                                  NULL, 5, argv, argvlen);
     }
 
-    ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK,
-                                                (json_t *) rs->result.data));
+    ngx_scenario_finalize(r, ngx_http_json_send(r, NGX_HTTP_OK, rs->board));
 }
 
 

@@ -1,4 +1,3 @@
-
 /*
  * Live connections that must end with their login session: a chat
  * watches its token, and logout, heard on "scenario:invalidate" by every
@@ -9,6 +8,11 @@
  * A chat also watches its member: a role change or a removal from the
  * organization ("member:<id>" on the same channel) ends it the same way;
  * a reconnect is admitted only where the member may still go.
+ *
+ * A token that expires ends its watchers too: each watch has a timer at
+ * the key's expiry (PTTL, asked once at the start), which asks again when
+ * it fires, since a sliding renewal by another request may have moved it;
+ * one command per token lifetime, not per message.
  */
 
 
@@ -19,15 +23,29 @@
 #include "ngx_scenario.h"
 
 
+#define NGX_SCENARIO_WATCH_RETRY  5000    /* ms, after a failed PTTL */
+
+
 struct ngx_scenario_watch_s {
     ngx_queue_t               queue;
     u_char                    key[NGX_SCENARIO_HASH_HEX];
     ngx_scenario_revoked_pt   handler;
     void                     *data;
+    ngx_redis_pool_t         *redis;
+    ngx_redis_op_t           *op;          /* the PTTL in flight */
+    ngx_event_t               expiry;
+    unsigned                  ended:1;
 };
 
 
+static ngx_int_t ngx_scenario_watch_add(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_scenario_revoked_pt handler, void *data,
+    ngx_uint_t expires);
 static void ngx_scenario_watch_cleanup(void *data);
+static void ngx_scenario_watch_ttl(ngx_scenario_watch_t *w);
+static void ngx_scenario_watch_ttl_done(void *data, redisReply *reply,
+    ngx_int_t rc);
+static void ngx_scenario_watch_expiry(ngx_event_t *ev);
 
 
 static ngx_queue_t  ngx_scenario_watches;
@@ -46,8 +64,19 @@ ngx_int_t
 ngx_scenario_watch(ngx_http_request_t *r, ngx_str_t *key,
     ngx_scenario_revoked_pt handler, void *data)
 {
-    ngx_pool_cleanup_t    *cln;
-    ngx_scenario_watch_t  *w;
+    return ngx_scenario_watch_add(r, key, handler, data, 1);
+}
+
+
+/* expires: the key is a token's, whose expiry also ends the watch */
+
+static ngx_int_t
+ngx_scenario_watch_add(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_scenario_revoked_pt handler, void *data, ngx_uint_t expires)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_scenario_watch_t      *w;
+    ngx_scenario_main_conf_t  *smcf;
 
     if (key->len != NGX_SCENARIO_HASH_HEX) {
         return NGX_ERROR;
@@ -58,14 +87,27 @@ ngx_scenario_watch(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_ERROR;
     }
 
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
     w = cln->data;
+    ngx_memzero(w, sizeof(ngx_scenario_watch_t));
     ngx_memcpy(w->key, key->data, NGX_SCENARIO_HASH_HEX);
     w->handler = handler;
     w->data = data;
+    w->redis = smcf->redis_pool;
+
+    w->expiry.handler = ngx_scenario_watch_expiry;
+    w->expiry.data = w;
+    w->expiry.log = r->connection->log;
+    w->expiry.cancelable = 1;
 
     ngx_queue_insert_tail(&ngx_scenario_watches, &w->queue);
 
     cln->handler = ngx_scenario_watch_cleanup;
+
+    if (expires) {
+        ngx_scenario_watch_ttl(w);
+    }
 
     return NGX_OK;
 }
@@ -77,6 +119,83 @@ ngx_scenario_watch_cleanup(void *data)
     ngx_scenario_watch_t  *w = data;
 
     ngx_queue_remove(&w->queue);
+
+    if (w->op) {
+        ngx_redis_op_cancel(w->op);
+        w->op = NULL;
+    }
+
+    if (w->expiry.timer_set) {
+        ngx_del_timer(&w->expiry);
+    }
+}
+
+
+static void
+ngx_scenario_watch_ttl(ngx_scenario_watch_t *w)
+{
+    u_char       key[sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX];
+    size_t       argvlen[2];
+    const char  *argv[2];
+
+    ngx_memcpy(key, "sess:", sizeof("sess:") - 1);
+    ngx_memcpy(key + sizeof("sess:") - 1, w->key, NGX_SCENARIO_HASH_HEX);
+
+    argv[0] = "PTTL";
+    argvlen[0] = 4;
+    argv[1] = (char *) key;
+    argvlen[1] = sizeof(key);
+
+    w->op = ngx_redis_command(w->redis, ngx_scenario_watch_ttl_done, w, 2,
+                              argv, argvlen);
+
+    if (w->op == NULL) {
+        ngx_add_timer(&w->expiry, NGX_SCENARIO_WATCH_RETRY);
+    }
+}
+
+
+static void
+ngx_scenario_watch_ttl_done(void *data, redisReply *reply, ngx_int_t rc)
+{
+    ngx_scenario_watch_t  *w = data;
+
+    w->op = NULL;
+
+    if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
+        /* Redis cannot say: ask again later, the chat goes on meanwhile */
+        ngx_add_timer(&w->expiry, NGX_SCENARIO_WATCH_RETRY);
+        return;
+    }
+
+    if (reply->integer == -1) {
+        return;                         /* a key that never expires */
+    }
+
+    if (reply->integer == -2) {
+        if (!w->ended) {
+            w->ended = 1;
+            ngx_log_error(NGX_LOG_INFO, w->expiry.log, 0,
+                          "chat: its login session expired");
+            w->handler(w->data);
+        }
+
+        return;
+    }
+
+    /* a little past the expiry, so that Redis has seen it too */
+    ngx_add_timer(&w->expiry, (ngx_msec_t) reply->integer + 10);
+}
+
+
+static void
+ngx_scenario_watch_expiry(ngx_event_t *ev)
+{
+    ngx_scenario_watch_t  *w = ev->data;
+
+    if (w->op == NULL && !w->ended) {
+        ngx_scenario_watch_ttl(w);
+    }
 }
 
 
@@ -137,5 +256,6 @@ ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
     key.data = hex;
     key.len = NGX_SCENARIO_HASH_HEX;
 
-    return ngx_scenario_watch(r, &key, handler, data);
+    /* a member does not expire: no "sess:" key to ask about */
+    return ngx_scenario_watch_add(r, &key, handler, data, 0);
 }

@@ -288,7 +288,7 @@ ngx_scenario_method_not_allowed(ngx_http_request_t *r, const char *allow)
     v.data = (u_char *) allow;
     v.len = ngx_strlen(allow);
 
-    if (ngx_http_json_add_header(r, "Allow", &v) != NGX_OK) {
+    if (ngx_http_headers_add(r, "Allow", &v) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -116,8 +116,11 @@ redis_start() {  # dir port
         --appendonly yes --appendfsync everysec --daemonize yes --dir "$dir" \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
         || die "redis did not start"
-    for _ in $(seq 50); do
-        redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
+    # PONG, not just an answer: while it loads its append-only file Redis
+    # answers -LOADING (redis-cli still exits 0), and refuses clients
+    for _ in $(seq 100); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] \
+            && return 0
         sleep 0.1
     done
     die "redis did not answer: $dir/redis.log"

@@ -282,7 +282,7 @@ subtest 'resolved elsewhere: the server says so and closes with 1000' => sub {
     my $s2 = new_session();
     my $c = connect_chat($s2);
     read_until($c, \&is_end);
-    redis_cmd('publish', "chat:$s2", 'elsewhere {"type":"resolved"}');
+    redis_cmd('publish', "chat:$s2", 'resolve {"type":"resolved"}');   # as the resolver
     my @ev = read_until($c, sub { 0 }, 3);
     is $ev[0]{type}, 'resolved', 'resolved';
     is $ev[-1]{type}, '_close', 'then a close';

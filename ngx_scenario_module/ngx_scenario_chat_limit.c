@@ -1,0 +1,492 @@
+/*
+ * A cap on open chats per user and per client address, shared by every
+ * worker of every nginx on one Redis (scenario_chat_limit).
+ *
+ * Each open chat holds a lease: a member of the sorted sets
+ * "chats:u:<user id>" and "chats:a:<address>" whose score is when it
+ * expires (Redis's clock, so that the instances' clocks do not matter).
+ * One script, before the upgrade, drops the expired members, counts the
+ * rest and adds the new one, so parallel handshakes cannot overshoot.  A
+ * chat that closes takes its member off at once.  Each worker renews all
+ * of its leases in one command every third of the lease: a worker that
+ * crashes, or a close that Redis never heard, frees its slots when the
+ * leases run out, and a Redis that restarted empty gets the live leases
+ * back at the next renewal.
+ *
+ * Redis down: the handshake is refused (503), like every other check that
+ * needs Redis; the chat could not elect its replies anyway.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_scenario.h"
+
+
+#define NGX_SCENARIO_LEASE_HINT   0        /* one connection: in order */
+#define NGX_SCENARIO_LEASE_BATCH  256      /* leases per renewal command */
+#define NGX_SCENARIO_LEASE_RETRY  250      /* ms, after a failed renewal */
+
+
+typedef struct {
+    ngx_queue_t                  queue;     /* the worker's live leases */
+    ngx_http_request_t          *request;
+    ngx_scenario_chat_admit_pt   handler;
+    ngx_redis_op_t              *op;        /* the admission in flight */
+    ngx_str_t                    user_key;  /* "chats:u:<id>" */
+    ngx_str_t                    addr_key;  /* "chats:a:<address>" */
+    ngx_str_t                    member;    /* "<instance>.<n>" */
+    unsigned                     queued:1;
+    unsigned                     sent:1;    /* Redis may hold the member */
+} ngx_scenario_lease_t;
+
+
+static void ngx_scenario_lease_admitted(void *data, redisReply *reply,
+    ngx_int_t rc);
+static void ngx_scenario_lease_cleanup(void *data);
+static void ngx_scenario_lease_drop(ngx_scenario_lease_t *lease);
+static void ngx_scenario_lease_renew(ngx_event_t *ev);
+static void ngx_scenario_lease_renewed(void *data, redisReply *reply,
+    ngx_int_t rc);
+static void ngx_scenario_lease_arm(void);
+
+
+/*
+ * KEYS: the user's and the address's sets; ARGV: the member, the two caps
+ * and the lease in ms.  Returns 0 (admitted), 1 (the user's cap) or 2
+ * (the address's).
+ */
+static const char  ngx_scenario_admit_script[] =
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "local lease = tonumber(ARGV[4]) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) "
+    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 1 end "
+    "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end "
+    "for i = 1, 2 do "
+    "redis.call('ZADD', KEYS[i], now + lease, ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[i], lease) end "
+    "return 0";
+
+static const char  ngx_scenario_leave_script[] =
+    "redis.call('ZREM', KEYS[1], ARGV[1]) "
+    "return redis.call('ZREM', KEYS[2], ARGV[1])";
+
+/*
+ * KEYS: a user's and an address's set per lease; ARGV: the lease in ms,
+ * then the members.  A member is added back if Redis lost it.
+ */
+static const char  ngx_scenario_renew_script[] =
+    "local t = redis.call('TIME') "
+    "local lease = tonumber(ARGV[1]) "
+    "local exp = t[1] * 1000 + math.floor(t[2] / 1000) + lease "
+    "for i = 2, #ARGV do "
+    "for j = 2 * i - 3, 2 * i - 2 do "
+    "redis.call('ZADD', KEYS[j], exp, ARGV[i]) "
+    "redis.call('PEXPIRE', KEYS[j], lease) end end "
+    "return 0";
+
+
+static ngx_queue_t                ngx_scenario_leases;
+static ngx_event_t                ngx_scenario_lease_timer;
+static ngx_scenario_main_conf_t  *ngx_scenario_lease_conf;
+static ngx_uint_t                 ngx_scenario_lease_number;
+static ngx_uint_t                 ngx_scenario_lease_exiting;
+static ngx_uint_t                 ngx_scenario_lease_owed; /* renewal failed */
+static u_char                     ngx_scenario_lease_instance[16];
+
+
+void
+ngx_scenario_chat_limit_init_process(ngx_scenario_main_conf_t *smcf,
+    ngx_cycle_t *cycle)
+{
+    u_char  raw[8];
+
+    ngx_queue_init(&ngx_scenario_leases);
+    ngx_scenario_lease_conf = smcf;
+    ngx_scenario_lease_exiting = 0;
+    ngx_scenario_lease_owed = 0;
+
+    /* members must differ across instances whose workers share pids */
+    randombytes_buf(raw, sizeof(raw));
+    ngx_hex_dump(ngx_scenario_lease_instance, raw, sizeof(raw));
+
+    ngx_memzero(&ngx_scenario_lease_timer, sizeof(ngx_event_t));
+    ngx_scenario_lease_timer.handler = ngx_scenario_lease_renew;
+    ngx_scenario_lease_timer.log = cycle->log;
+    ngx_scenario_lease_timer.cancelable = 1;
+}
+
+
+void
+ngx_scenario_chat_limit_exit_process(void)
+{
+    /* the Redis pool is gone: the leases run out on their own */
+    ngx_scenario_lease_exiting = 1;
+
+    if (ngx_scenario_lease_timer.timer_set) {
+        ngx_del_timer(&ngx_scenario_lease_timer);
+    }
+}
+
+
+/*
+ * Before the upgrade: takes a slot for r's user and address.  Returns
+ * NGX_OK when no cap applies (go on at once), NGX_AGAIN when handler will
+ * run once the slot is taken (a refusal, 429, or a failure, 503, ends the
+ * request instead), NGX_DECLINED when Redis cannot take the command, or
+ * NGX_ERROR.  The slot is given back by ngx_scenario_chat_leave() or with
+ * r->pool.
+ */
+
+ngx_int_t
+ngx_scenario_chat_admit(ngx_http_request_t *r,
+    ngx_scenario_chat_admit_pt handler)
+{
+    u_char                    *p, caps[2][NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+    size_t                     argvlen[9];
+    const char                *argv[9];
+    ngx_connection_t          *c;
+    ngx_pool_cleanup_t        *cln;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_lease_t      *lease;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+    ctx = ngx_scenario_ctx(r);
+    c = r->connection;
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (smcf->chat_lease == 0 || ngx_scenario_lease_conf == NULL) {
+        return NGX_OK;              /* scenario_chat_limit off */
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_scenario_lease_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    lease = cln->data;
+    ngx_memzero(lease, sizeof(ngx_scenario_lease_t));
+    cln->handler = ngx_scenario_lease_cleanup;
+
+    p = ngx_pnalloc(r->pool, sizeof("chats:u:") - 1 + ctx->user_id_text.len
+                             + sizeof("chats:a:") - 1 + c->addr_text.len
+                             + sizeof(ngx_scenario_lease_instance) + 1
+                             + NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    lease->user_key.data = p;
+    p = ngx_sprintf(p, "chats:u:%V", &ctx->user_id_text);
+    lease->user_key.len = p - lease->user_key.data;
+
+    lease->addr_key.data = p;
+    p = ngx_sprintf(p, "chats:a:%V", &c->addr_text);
+    lease->addr_key.len = p - lease->addr_key.data;
+
+    lease->member.data = p;
+    p = ngx_sprintf(p, "%*s.%ui", sizeof(ngx_scenario_lease_instance),
+                    ngx_scenario_lease_instance,
+                    ++ngx_scenario_lease_number);
+    lease->member.len = p - lease->member.data;
+
+    lease->request = r;
+    lease->handler = handler;
+
+    /*
+     * Redis is back after an outage longer than the lease: this worker's
+     * leases expired there; renewed first, on the same connection, they
+     * count again before this admission is decided
+     */
+    if (ngx_scenario_lease_owed) {
+        ngx_scenario_lease_renew(&ngx_scenario_lease_timer);
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_admit_script;
+    argvlen[1] = sizeof(ngx_scenario_admit_script) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) lease->user_key.data;
+    argvlen[3] = lease->user_key.len;
+    argv[4] = (char *) lease->addr_key.data;
+    argvlen[4] = lease->addr_key.len;
+    argv[5] = (char *) lease->member.data;
+    argvlen[5] = lease->member.len;
+    argv[6] = (char *) caps[0];
+    argvlen[6] = ngx_sprintf(caps[0], "%ui", smcf->chat_per_user) - caps[0];
+    argv[7] = (char *) caps[1];
+    argvlen[7] = ngx_sprintf(caps[1], "%ui", smcf->chat_per_address)
+                 - caps[1];
+    argv[8] = (char *) ms;
+    argvlen[8] = ngx_sprintf(ms, "%M", smcf->chat_lease) - ms;
+
+    /* pinned: a close's ZREM always comes after its admission */
+    lease->op = ngx_redis_command_pinned(smcf->redis_pool,
+                                         NGX_SCENARIO_LEASE_HINT,
+                                         ngx_scenario_lease_admitted, lease,
+                                         9, argv, argvlen);
+    if (lease->op == NULL) {
+        return NGX_DECLINED;
+    }
+
+    lease->sent = 1;
+    ctx->lease = lease;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_scenario_lease_admitted(void *data, redisReply *reply, ngx_int_t rc)
+{
+    ngx_scenario_lease_t  *lease = data;
+
+    time_t                     retry;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_scenario_main_conf_t  *smcf;
+
+    lease->op = NULL;
+    r = lease->request;
+    c = r->connection;
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
+        if (rc == NGX_OK && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0, "redis: %*s",
+                          (size_t) reply->len, reply->str);
+        }
+
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (reply->integer != 0) {
+        lease->sent = 0;
+
+        /* a slot frees when a chat closes, or within a lease if it died */
+        retry = (time_t) ((smcf->chat_lease + 999) / 1000);
+        (void) ngx_http_json_retry_after(r, retry);
+
+        ngx_scenario_finalize(r, ngx_http_json_error(r,
+                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                              reply->integer == 1
+                              ? "too many open chats for this user, "
+                                "close one first"
+                              : "too many open chats from this address, "
+                                "close one first"));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_queue_insert_tail(&ngx_scenario_leases, &lease->queue);
+    lease->queued = 1;
+    ngx_scenario_lease_arm();
+
+    lease->handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the chat closed: its slot is free at once */
+
+void
+ngx_scenario_chat_leave(ngx_http_request_t *r)
+{
+    ngx_scenario_ctx_t    *ctx;
+    ngx_scenario_lease_t  *lease;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    if (ctx == NULL || ctx->lease == NULL) {
+        return;
+    }
+
+    lease = ctx->lease;
+    ctx->lease = NULL;
+
+    ngx_scenario_lease_drop(lease);
+}
+
+
+static void
+ngx_scenario_lease_cleanup(void *data)
+{
+    ngx_scenario_lease_t  *lease = data;
+
+    ngx_scenario_lease_drop(lease);
+}
+
+
+static void
+ngx_scenario_lease_drop(ngx_scenario_lease_t *lease)
+{
+    size_t       argvlen[6];
+    const char  *argv[6];
+
+    if (lease->op) {
+        ngx_redis_op_cancel(lease->op);
+        lease->op = NULL;
+    }
+
+    if (lease->queued) {
+        ngx_queue_remove(&lease->queue);
+        lease->queued = 0;
+    }
+
+    if (!lease->sent || ngx_scenario_lease_exiting) {
+        return;
+    }
+
+    lease->sent = 0;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_leave_script;
+    argvlen[1] = sizeof(ngx_scenario_leave_script) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) lease->user_key.data;
+    argvlen[3] = lease->user_key.len;
+    argv[4] = (char *) lease->addr_key.data;
+    argvlen[4] = lease->addr_key.len;
+    argv[5] = (char *) lease->member.data;
+    argvlen[5] = lease->member.len;
+
+    /* lost if Redis is down: the lease then runs out */
+    (void) ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
+                                    NGX_SCENARIO_LEASE_HINT, NULL, NULL,
+                                    6, argv, argvlen);
+}
+
+
+static void
+ngx_scenario_lease_arm(void)
+{
+    ngx_msec_t  t;
+
+    if (ngx_scenario_lease_exiting) {
+        return;
+    }
+
+    /* a renewal that failed is tried again soon: Redis may be back */
+    t = ngx_scenario_lease_owed ? NGX_SCENARIO_LEASE_RETRY
+                                : ngx_scenario_lease_conf->chat_lease / 3;
+
+    if (ngx_scenario_lease_timer.timer_set
+        && (!ngx_scenario_lease_owed
+            || ngx_scenario_lease_timer.timer.key <= ngx_current_msec + t))
+    {
+        return;
+    }
+
+    ngx_add_timer(&ngx_scenario_lease_timer, t);
+}
+
+
+/* every live lease of the worker, in one command per batch */
+
+static void
+ngx_scenario_lease_renew(ngx_event_t *ev)
+{
+    u_char                 ms[NGX_INT_T_LEN], nkeys[NGX_INT_T_LEN];
+    size_t                *argvlen;
+    ngx_uint_t             n, i, m;
+    const char           **argv;
+    ngx_queue_t           *q, *k;
+    ngx_scenario_lease_t  *lease;
+
+    if (ngx_exiting || ngx_quit || ngx_scenario_lease_exiting) {
+        return;
+    }
+
+    ngx_scenario_lease_owed = 0;
+
+    if (ngx_queue_empty(&ngx_scenario_leases)) {
+        return;
+    }
+
+    n = 4 + 3 * NGX_SCENARIO_LEASE_BATCH;
+
+    argv = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), ev->log);
+    if (argv == NULL) {
+        ngx_scenario_lease_owed = 1;
+        ngx_scenario_lease_arm();
+        return;
+    }
+
+    argvlen = (size_t *) &argv[n];
+
+    q = ngx_queue_head(&ngx_scenario_leases);
+
+    while (q != ngx_queue_sentinel(&ngx_scenario_leases)) {
+
+        for (m = 0, k = q;
+             m < NGX_SCENARIO_LEASE_BATCH
+             && k != ngx_queue_sentinel(&ngx_scenario_leases);
+             m++, k = ngx_queue_next(k))
+        { /* void */ }
+
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = ngx_scenario_renew_script;
+        argvlen[1] = sizeof(ngx_scenario_renew_script) - 1;
+        argv[2] = (char *) nkeys;
+        argvlen[2] = ngx_sprintf(nkeys, "%ui", 2 * m) - nkeys;
+
+        argv[3 + 2 * m] = (char *) ms;
+        argvlen[3 + 2 * m] = ngx_sprintf(ms, "%M",
+                                       ngx_scenario_lease_conf->chat_lease)
+                             - ms;
+
+        for (i = 0; i < m; i++, q = ngx_queue_next(q)) {
+            lease = ngx_queue_data(q, ngx_scenario_lease_t, queue);
+
+            argv[3 + 2 * i] = (char *) lease->user_key.data;
+            argvlen[3 + 2 * i] = lease->user_key.len;
+            argv[4 + 2 * i] = (char *) lease->addr_key.data;
+            argvlen[4 + 2 * i] = lease->addr_key.len;
+            argv[4 + 2 * m + i] = (char *) lease->member.data;
+            argvlen[4 + 2 * m + i] = lease->member.len;
+        }
+
+        if (ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
+                                     NGX_SCENARIO_LEASE_HINT,
+                                     ngx_scenario_lease_renewed, NULL,
+                                     (int) (4 + 3 * m), argv, argvlen)
+            == NULL)
+        {
+            ngx_scenario_lease_owed = 1;
+        }
+    }
+
+    ngx_free(argv);
+
+    ngx_scenario_lease_arm();
+}
+
+
+static void
+ngx_scenario_lease_renewed(void *data, redisReply *reply, ngx_int_t rc)
+{
+    if (rc == NGX_OK && reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    ngx_scenario_lease_owed = 1;
+
+    if (!ngx_queue_empty(&ngx_scenario_leases)) {
+        ngx_scenario_lease_arm();
+    }
+}
