@@ -109,7 +109,8 @@ if ($mode eq 'roundtrips') {
         my ($c, $m) = @_;
         return (grep { $_->{state} ne 'chatting' } values %conn) ? 0 : 1
             unless $c;
-        if ($m =~ /"type":"assistant_end"/ && $c->{state} ne 'chatting') {
+        # the bench's sessions have their opening stored: "ready" is all
+        if ($m =~ /"type":"(?:ready|assistant_end)"/ && $c->{state} ne 'chatting') {
             $c->{state} = 'chatting';
         }
         return 0;
