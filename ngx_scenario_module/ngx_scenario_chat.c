@@ -81,7 +81,6 @@ struct ngx_scenario_chat_s {
     ngx_str_t                    lock_key;      /* "gen:<id>" */
     ngx_str_t                    system_key;    /* "ctx:<id>:system" */
     ngx_str_t                    origin;        /* "<instance>.<n>" */
-    ngx_str_t                    ready;         /* the "ready" event */
 
     ngx_queue_t                  inbox;         /* client messages */
     ngx_scenario_inmsg_t        *current;       /* the one in work */
@@ -438,21 +437,6 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     last_seq = ngx_pg_int(res, 0, 5);
     chat->scenario = ngx_atoi(v[0].data, v[0].len);
 
-    ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
-                      "type", "ready",
-                      "session_id", (json_int_t) chat->hint,
-                      "scenario",
-                      "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
-                      "title", (char *) v[1].data, v[1].len,
-                      "persona",
-                      "name", (char *) v[2].data, v[2].len,
-                      "role", (char *) v[3].data, v[3].len,
-                      "last_seq", (json_int_t) last_seq);
-
-    if (ready == NULL || ngx_http_json_own(r->pool, ready) == NULL) {
-        return NGX_ERROR;
-    }
-
     wscf.max_message = chat->slcf->chat_max_message;
     wscf.max_output = chat->slcf->chat_max_output;
     wscf.ping_interval = chat->slcf->chat_ping;
@@ -484,7 +468,23 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     chat->sub = ngx_redis_subscribe(chat->smcf->redis_pool, &chat->channel,
                                     ngx_scenario_chat_heard, chat);
 
+    /* made when sent and freed: a connection keeps nothing of it */
+    ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
+                      "type", "ready",
+                      "session_id", (json_int_t) chat->hint,
+                      "scenario",
+                      "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
+                      "title", (char *) v[1].data, v[1].len,
+                      "persona",
+                      "name", (char *) v[2].data, v[2].len,
+                      "role", (char *) v[3].data, v[3].len,
+                      "last_seq", (json_int_t) last_seq);
+    if (ready == NULL) {
+        return NGX_ERROR;
+    }
+
     ngx_scenario_chat_event(chat, ready, 0);
+    json_decref(ready);
 
     /*
      * A new session: the persona speaks first; a message left unanswered
