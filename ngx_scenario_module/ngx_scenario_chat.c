@@ -123,7 +123,6 @@ struct ngx_scenario_turn_s {
     unsigned                     locked:1;
     unsigned                     got_lock:1;    /* SET NX said OK */
     unsigned                     listed:1;      /* a context that holds */
-    unsigned                     reading:1;     /* the context only */
     unsigned                     push_user:1;   /* to the context, at end */
     unsigned                     stored:1;      /* the reply, this turn's */
     unsigned                     fresh:1;       /* no context list yet */
@@ -950,7 +949,6 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
-    turn->listed = 0;
 
     if (!ngx_scenario_chat_prompts_ready) {
         ngx_ttl_cache_init(&ngx_scenario_chat_prompts,
@@ -1001,10 +999,6 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
         turn->due++;
     }
 
-    if (turn->due == 0) {
-        /* nothing went out: Postgres has what Redis would have had */
-        ngx_scenario_turn_context(chat);
-    }
 }
 
 
@@ -1118,11 +1112,6 @@ ngx_scenario_turn_due(ngx_scenario_chat_t *chat)
     turn = chat->turn;
 
     if (--turn->due > 0) {
-        return;
-    }
-
-    if (turn->reading) {
-        ngx_scenario_turn_context(chat);
         return;
     }
 
@@ -1476,7 +1465,7 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
 
     turn->answers = ngx_pg_int(res, 0, 7);
     turn->push_user = 0;
-    turn->fresh = 0;
+    turn->fresh = (json_array_size(list) == 0);     /* a new session */
     json_array_clear(turn->context);
 
     json_array_foreach(list, i, item) {
