@@ -208,6 +208,8 @@ static void ngx_scenario_chat_redis_done(void *data, redisReply *reply,
     ngx_int_t rc);
 static void ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     ngx_uint_t broadcast);
+static void ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p,
+    size_t len, ngx_uint_t broadcast);
 static void ngx_scenario_chat_send(ngx_scenario_chat_t *chat, u_char *data,
     size_t len);
 static void ngx_scenario_chat_publish(ngx_scenario_chat_t *chat,
@@ -1598,20 +1600,66 @@ failed:
 }
 
 
+/*
+ * The most frequent event, written out directly: building and dumping a
+ * JSON object per token cost more than the rest of the delta's path.  The
+ * text is the model's, decoded by jansson (UTF-8); JSON needs only '"',
+ * '\\' and control characters escaped.
+ */
+
 static void
 ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 {
     ngx_scenario_turn_t  *turn = data;
 
-    json_t  *ev;
+    u_char               *p, *q, *last;
+    size_t                n;
+    ngx_scenario_chat_t  *chat;
 
-    ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_delta",
-                   "seq", (json_int_t) turn->seq,
-                   "delta", (char *) text, len);
-    if (ev) {
-        ngx_scenario_chat_event(turn->chat, ev, NGX_SCENARIO_CHAT_LATER);
-        json_decref(ev);
+    static u_char         hex[] = "0123456789abcdef";
+
+    chat = turn->chat;
+    last = text + len;
+
+    n = chat->origin.len + sizeof(" {\"type\":\"assistant_delta\",\"seq\":")
+        - 1 + NGX_INT_T_LEN + sizeof(",\"delta\":\"\"}") - 1;
+
+    for (q = text; q < last; q++) {
+        n += (*q == '"' || *q == '\\') ? 2 : (*q < 0x20 ? 6 : 1);
     }
+
+    p = ngx_alloc(n, chat->request->connection->log);
+    if (p == NULL) {
+        return;
+    }
+
+    q = ngx_sprintf(p, "%V {\"type\":\"assistant_delta\",\"seq\":%i,"
+                    "\"delta\":\"", &chat->origin, turn->seq);
+
+    for ( /* void */ ; text < last; text++) {
+        if (*text == '"' || *text == '\\') {
+            *q++ = '\\';
+            *q++ = *text;
+
+        } else if (*text < 0x20) {
+            *q++ = '\\';
+            *q++ = 'u';
+            *q++ = '0';
+            *q++ = '0';
+            *q++ = hex[*text >> 4];
+            *q++ = hex[*text & 0xf];
+
+        } else {
+            *q++ = *text;
+        }
+    }
+
+    *q++ = '"';
+    *q++ = '}';
+
+    ngx_scenario_chat_emit(chat, p, q - p, NGX_SCENARIO_CHAT_LATER);
+
+    ngx_free(p);
 }
 
 
@@ -2094,9 +2142,8 @@ static void
 ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     ngx_uint_t broadcast)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   msg;
+    u_char  *p;
+    size_t   len;
 
     len = json_dumpb(ev, NULL, 0, JSON_COMPACT);
     if (len == 0) {
@@ -2113,11 +2160,26 @@ ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     (void) json_dumpb(ev, (char *) p + chat->origin.len + 1, len,
                       JSON_COMPACT);
 
-    ngx_scenario_chat_send(chat, p + chat->origin.len + 1, len);
+    ngx_scenario_chat_emit(chat, p, chat->origin.len + 1 + len, broadcast);
+
+    ngx_free(p);
+}
+
+
+/* p: "<origin> <json>" */
+
+static void
+ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p, size_t len,
+    ngx_uint_t broadcast)
+{
+    ngx_str_t  msg;
+
+    ngx_scenario_chat_send(chat, p + chat->origin.len + 1,
+                           len - chat->origin.len - 1);
 
     if (broadcast) {
         msg.data = p;
-        msg.len = chat->origin.len + 1 + len;
+        msg.len = len;
 
         ngx_scenario_chat_local = 1;
         ngx_redis_publish_local(chat->smcf->redis_pool, &chat->channel, &msg);
@@ -2126,8 +2188,6 @@ ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
         ngx_scenario_chat_publish(chat, msg.data, msg.len,
                                   broadcast == NGX_SCENARIO_CHAT_LATER);
     }
-
-    ngx_free(p);
 }
 
 

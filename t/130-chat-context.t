@@ -11,6 +11,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use Time::HiRes qw(sleep time);
+use Encode qw(decode_utf8);
 use Test::Scenario::Util qw(:all);
 use Test::Scenario::Platform;
 
@@ -40,10 +41,10 @@ sub until_end {
 
 # the conversation as Postgres has it, as the model should see it
 sub history {
-    my $rows = pg_exec(q{SELECT string_agg(role || ':' || content, E'\n'
+    my $rows = pg_exec(q{SELECT string_agg(role || ':' || content, E'\x1e'
                                            ORDER BY seq)
                          FROM messages WHERE session_id = :'v1'}, $sid);
-    return split /\n/, $rows;
+    return split /\x1e/, decode_utf8($rows);
 }
 
 sub model_saw {
@@ -64,6 +65,9 @@ sub turn {
     my @ev = until_end($ws);
     my ($end) = grep { $_->{type} eq 'assistant_end' } @ev;
     ok $end, "turn $n ($what) answered";
+    my $deltas = join '', map { $_->{delta} }
+                          grep { $_->{type} eq 'assistant_delta' } @ev;
+    is $deltas, $end && $end->{content}, "turn $n: the deltas make the reply";
     my @h = history();
     pop @h;                         # the reply itself
     @h = @h[-20 .. -1] if @h > 20;  # scenario_chat_context's default
@@ -137,6 +141,10 @@ my ($heard) = grep { $_->{type} eq 'assistant_end' } until_end($b);
 is $heard && $heard->{content}, $end && $end->{content},
     'the other connection of the worker hears the reply';
 $b->disconnect;
+
+# quotes, a backslash, a tab, a newline, a control character and UTF-8 in
+# what the stand-in echoes: the deltas are JSON written by hand
+turn($ws, "say \"it\" \\ back\tnow\nplease \x01 caf\x{e9} \x{1F600}");
 
 # the common path: counted by Postgres and Redis themselves
 # (a stream at zero delay: tokens 20 ms apart would each be published)
