@@ -58,13 +58,14 @@ my $n = 0;
 sub turn {
     my ($ws, $what) = @_;
     $n++;
+    (my $label = $what) =~ s/[^\x20-\x7e]/?/g;
     my $text = "Message $n: $what";
     $ws->send_text(json_encode({ type => 'user_message',
                                  client_msg_id => "ctx-$n",
                                  content => $text }));
     my @ev = until_end($ws);
     my ($end) = grep { $_->{type} eq 'assistant_end' } @ev;
-    ok $end, "turn $n ($what) answered";
+    ok $end, "turn $n ($label) answered";
     my $deltas = join '', map { $_->{delta} }
                           grep { $_->{type} eq 'assistant_delta' } @ev;
     is $deltas, $end && $end->{content}, "turn $n: the deltas make the reply";
