@@ -22,6 +22,7 @@ die "usage: ws-load.pl roundtrips|idle|turns PORT TOKEN N SID...\n"
 my $sel = IO::Select->new;
 my %conn;                                   # fileno -> state
 my $seq = 0;
+my $sent = 0;                               # messages sent, timed
 
 sub open_ws {
     my ($sid) = @_;
@@ -52,6 +53,8 @@ sub send_msg {
     print { $c->{sock} } $bytes;
     $c->{sock}->blocking(0);
     $c->{sent} = time;
+    $c->{first} = 0;
+    $sent++;
 }
 
 # events: calls $on->($c, $json_text) per text frame
@@ -106,17 +109,31 @@ if ($mode eq 'roundtrips') {
         my ($c, $m) = @_;
         return (grep { $_->{state} ne 'chatting' } values %conn) ? 0 : 1
             unless $c;
-        if ($m =~ /"type":"assistant_end"/ && $c->{state} ne 'chatting') {
+        # the bench's sessions have their opening stored: "ready" is all
+        if ($m =~ /"type":"(?:ready|assistant_end)"/ && $c->{state} ne 'chatting') {
             $c->{state} = 'chatting';
         }
         return 0;
     });
+    # BENCH_SYNC: the caller snapshots counters between ".ready" and ".go"
+    if (my $sync = $ENV{BENCH_SYNC}) {
+        open my $f, '>', "$sync.ready" or die "$sync.ready: $!\n";
+        close $f;
+        my $until = time + 20;
+        sleep 0.05 while !-e "$sync.go" && time < $until;
+    }
+    $sent = 0;
+    my @ttfd;
     $start = time;
     $stop = $start + $arg;
     send_msg($_, 'Thank you for waiting, I will refund you today.') for values %conn;
     pump($stop, sub {
         my ($c, $m) = @_;
         return 0 unless $c;
+        if (!$c->{first} && $m =~ /"type":"assistant_delta"/) {
+            $c->{first} = 1;
+            push @ttfd, (time - $c->{sent}) * 1000;
+        }
         if ($m =~ /"type":"assistant_end"/) {
             push @lat, (time - $c->{sent}) * 1000;
             $trips++;
@@ -126,8 +143,10 @@ if ($mode eq 'roundtrips') {
         return 0;
     });
     my $el = time - $start;
-    printf "roundtrips=%d seconds=%.2f rps=%.1f p50_ms=%.2f p99_ms=%.2f\n",
-        $trips, $el, $trips / $el, pct(50, @lat), pct(99, @lat);
+    printf "roundtrips=%d sent=%d seconds=%.2f rps=%.1f p50_ms=%.2f "
+         . "p99_ms=%.2f ttfd_p50_ms=%.2f ttfd_p99_ms=%.2f\n",
+        $trips, $sent, $el, $trips / $el, pct(50, @lat), pct(99, @lat),
+        pct(50, @ttfd), pct(99, @ttfd);
 }
 elsif ($mode eq 'idle') {
     open_ws($_) for @sids;

@@ -125,6 +125,8 @@ static void ngx_redis_channel_send(ngx_redis_pool_t *pool,
     ngx_redis_channel_t *ch, const char *command);
 static void ngx_redis_channel_purge(ngx_redis_pool_t *pool,
     ngx_redis_channel_t *ch);
+static void ngx_redis_channel_dispatch(ngx_redis_pool_t *pool,
+    ngx_redis_channel_t *ch, ngx_str_t *channel, ngx_str_t *message);
 static void ngx_redis_channel_free(ngx_redis_pool_t *pool,
     ngx_redis_channel_t *ch);
 static void ngx_redis_subscribe_all(ngx_redis_conn_t *pc);
@@ -1170,9 +1172,7 @@ ngx_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
 
     ngx_str_t             channel, message;
-    ngx_queue_t          *q, *last;
     redisReply          **e;
-    ngx_redis_sub_t      *sub;
     ngx_redis_conn_t     *pc;
     ngx_redis_channel_t  *ch;
 
@@ -1222,11 +1222,36 @@ ngx_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    /*
-     * Handlers may unsubscribe (themselves or others) and subscribe:
-     * removals are deferred, and subscribers added meanwhile wait for the
-     * next message.
-     */
+    ngx_redis_channel_dispatch(pc->pool, ch, &channel, &message);
+}
+
+
+void
+ngx_redis_publish_local(ngx_redis_pool_t *pool, ngx_str_t *channel,
+    ngx_str_t *message)
+{
+    ngx_redis_channel_t  *ch;
+
+    ch = ngx_redis_channel_get(pool, channel, 0);
+    if (ch == NULL) {
+        return;
+    }
+
+    ngx_redis_channel_dispatch(pool, ch, channel, message);
+}
+
+
+/*
+ * Handlers may unsubscribe (themselves or others) and subscribe: removals
+ * are deferred, and subscribers added meanwhile wait for the next message.
+ */
+
+static void
+ngx_redis_channel_dispatch(ngx_redis_pool_t *pool, ngx_redis_channel_t *ch,
+    ngx_str_t *channel, ngx_str_t *message)
+{
+    ngx_queue_t      *q, *last;
+    ngx_redis_sub_t  *sub;
 
     ch->dispatching++;
 
@@ -1236,7 +1261,7 @@ ngx_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         sub = ngx_queue_data(q, ngx_redis_sub_t, queue);
 
         if (!sub->removed) {
-            sub->handler(sub->data, &channel, &message);
+            sub->handler(sub->data, channel, message);
         }
 
         if (q == last) {
@@ -1245,7 +1270,7 @@ ngx_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (--ch->dispatching == 0) {
-        ngx_redis_channel_purge(pc->pool, ch);
+        ngx_redis_channel_purge(pool, ch);
     }
 }
 

@@ -120,6 +120,14 @@ ngx_redis_sub_t *ngx_redis_subscribe(ngx_redis_pool_t *pool,
 void ngx_redis_unsubscribe(ngx_redis_sub_t *sub);
 
 /*
+ * Hands a message to this worker's subscribers of a channel at once, as if
+ * Redis had sent it (nothing is sent to Redis): a publisher delivers to
+ * the worker's own subscribers in process, and publishes for the others.
+ */
+void ngx_redis_publish_local(ngx_redis_pool_t *pool, ngx_str_t *channel,
+    ngx_str_t *message);
+
+/*
  * 0 while the subscriber connection is down or its subscriptions are not
  * yet confirmed; otherwise a number that changes each time they are made
  * anew.  Messages may have been missed between two different numbers, so a

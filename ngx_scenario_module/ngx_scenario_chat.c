@@ -29,6 +29,15 @@
 #define NGX_SCENARIO_CHAT_RENEW      1500   /* ms, between renewals */
 #define NGX_SCENARIO_CHAT_POLL       500    /* ms, a waiter's look */
 #define NGX_SCENARIO_CHAT_PAGE       100    /* rows a replay reads at once */
+#define NGX_SCENARIO_CHAT_COALESCE   20     /* ms, an event may wait */
+#define NGX_SCENARIO_CHAT_BATCH      64     /* events in one publish */
+#define NGX_SCENARIO_CHAT_BATCH_SIZE 16384  /* ... or their bytes */
+#define NGX_SCENARIO_CHAT_PROMPTS    64     /* prompts a worker keeps */
+#define NGX_SCENARIO_CHAT_PROMPT_TTL 60000  /* ms */
+
+/* how an event goes to the session's other connections */
+#define NGX_SCENARIO_CHAT_NOW        1      /* published at once */
+#define NGX_SCENARIO_CHAT_LATER      2      /* may join the next publish */
 
 
 typedef struct ngx_scenario_chat_s  ngx_scenario_chat_t;
@@ -40,6 +49,16 @@ typedef struct {
     size_t                       len;
     u_char                       data[1];
 } ngx_scenario_inmsg_t;
+
+/* events on their way to the session's channel, one PUBLISH for all */
+typedef struct {
+    ngx_event_t                  timer;
+    ngx_scenario_chat_t         *chat;
+    ngx_uint_t                   n;
+    size_t                       len;
+    size_t                       size;
+    u_char                      *data;
+} ngx_scenario_pub_t;
 
 typedef void (*ngx_scenario_chat_pg_pt)(ngx_scenario_chat_t *chat,
     PGresult *res, ngx_int_t rc);
@@ -53,15 +72,16 @@ struct ngx_scenario_chat_s {
     ngx_scenario_main_conf_t    *smcf;
     ngx_scenario_loc_conf_t     *slcf;
     ngx_redis_sub_t             *sub;
+    ngx_scenario_pub_t          *pub;           /* events not yet out */
 
     ngx_str_t                    session_id;
+    ngx_uint_t                   scenario;      /* its id: the prompt's */
     ngx_uint_t                   hint;          /* pins Redis commands */
     ngx_str_t                    channel;       /* "chat:<id>" */
     ngx_str_t                    context_key;   /* "ctx:<id>" */
     ngx_str_t                    lock_key;      /* "gen:<id>" */
     ngx_str_t                    system_key;    /* "ctx:<id>:system" */
     ngx_str_t                    origin;        /* "<instance>.<n>" */
-    ngx_str_t                    ready;         /* the "ready" event */
 
     ngx_queue_t                  inbox;         /* client messages */
     ngx_scenario_inmsg_t        *current;       /* the one in work */
@@ -84,6 +104,14 @@ struct ngx_scenario_turn_s {
     ngx_str_t                    token;         /* the lock's value */
     ngx_int_t                    seq;           /* expected, then stored */
     ngx_int_t                    answers;       /* last_seq at the start */
+    ngx_int_t                    next;          /* what a next turn
+                                                   answers, or -1 */
+    ngx_str_t                    user;          /* the message answered, */
+    ngx_int_t                    user_seq;      /* when the turn knows it */
+    ngx_int_t                    listed_last;   /* the context's last seq */
+    ngx_uint_t                   listed_n;
+    ngx_uint_t                   due;           /* replies in the pipe */
+    ngx_int_t                    lock_rc;
     json_t                      *context;
     ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    content;
@@ -95,6 +123,11 @@ struct ngx_scenario_turn_s {
     ngx_event_t                  wait;          /* a waiter's poll */
     ngx_msec_t                   waited;
     unsigned                     locked:1;
+    unsigned                     got_lock:1;    /* SET NX said OK */
+    unsigned                     listed:1;      /* a context that holds */
+    unsigned                     push_user:1;   /* to the context, at end */
+    unsigned                     stored:1;      /* the reply, this turn's */
+    unsigned                     fresh:1;       /* no context list yet */
 };
 
 
@@ -128,9 +161,17 @@ static void ngx_scenario_chat_drained(ngx_http_ws_t *ws);
 static void ngx_scenario_chat_error(ngx_scenario_chat_t *chat,
     const char *code, const char *message, ngx_uint_t broadcast);
 
-static void ngx_scenario_turn_start(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_start(ngx_scenario_chat_t *chat,
+    ngx_int_t answers, ngx_int_t user_seq, json_t *user);
 static void ngx_scenario_turn_lock(ngx_scenario_chat_t *chat,
     ngx_scenario_turn_t *turn);
+static void ngx_scenario_turn_read(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_prompt(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_turn_listed(ngx_scenario_chat_t *chat,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_turn_due(ngx_scenario_chat_t *chat);
+static void ngx_scenario_turn_elected(ngx_scenario_chat_t *chat);
 static void ngx_scenario_turn_owner(ngx_scenario_chat_t *chat,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_hold(ngx_scenario_chat_t *chat);
@@ -141,13 +182,10 @@ static void ngx_scenario_turn_polled(ngx_scenario_chat_t *chat,
     redisReply *reply, ngx_int_t rc);
 static void ngx_scenario_turn_locked(ngx_scenario_chat_t *chat,
     redisReply *reply, ngx_int_t rc);
-static void ngx_scenario_turn_context(ngx_scenario_chat_t *chat,
-    redisReply *reply, ngx_int_t rc);
+static void ngx_scenario_turn_context(ngx_scenario_chat_t *chat);
 static void ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat,
     PGresult *res, ngx_int_t rc);
-static void ngx_scenario_turn_reserve(ngx_scenario_chat_t *chat);
-static void ngx_scenario_turn_reserved(ngx_scenario_chat_t *chat,
-    PGresult *res, ngx_int_t rc);
+static void ngx_scenario_turn_begin(ngx_scenario_chat_t *chat);
 static void ngx_scenario_turn_call(ngx_scenario_turn_t *turn);
 static void ngx_scenario_turn_delta(void *data, u_char *text, size_t len);
 static void ngx_scenario_turn_model_done(void *data, ngx_int_t rc,
@@ -176,16 +214,22 @@ static void ngx_scenario_chat_redis_done(void *data, redisReply *reply,
     ngx_int_t rc);
 static void ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     ngx_uint_t broadcast);
+static void ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p,
+    size_t len, ngx_uint_t broadcast);
 static void ngx_scenario_chat_send(ngx_scenario_chat_t *chat, u_char *data,
     size_t len);
 static void ngx_scenario_chat_publish(ngx_scenario_chat_t *chat,
-    u_char *data, size_t len);
+    u_char *data, size_t len, ngx_uint_t later);
+static void ngx_scenario_chat_flush(ngx_scenario_chat_t *chat);
+static void ngx_scenario_chat_flush_handler(ngx_event_t *ev);
 static void ngx_scenario_chat_heard(void *data, ngx_str_t *channel,
     ngx_str_t *message);
-static void ngx_scenario_chat_remember(ngx_scenario_chat_t *chat,
-    const char *role, u_char *content, size_t len);
-static void ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat,
-    ngx_str_t *system);
+static void ngx_scenario_chat_hear(ngx_scenario_chat_t *chat, u_char *p,
+    u_char *last);
+static u_char *ngx_scenario_chat_item(ngx_pool_t *pool, ngx_int_t seq,
+    const char *role, ngx_str_t *content, size_t *len);
+static void ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
+    ngx_str_t *system, json_t *list);
 static ngx_int_t ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res,
     ngx_str_t *out);
 
@@ -199,9 +243,10 @@ static const char  ngx_scenario_chat_session_sql[] =
     "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1 AND se.user_id = $2 " NGX_SCENARIO_SESSION_OPEN;
 
+/* the message, and the seq a reply to it answers (sql/030) */
 static const char  ngx_scenario_chat_add_sql[] =
-    "SELECT seq, duplicate, coalesce(needs_reply, false) "
-    "FROM chat_add_user_message($1, $2, $3)";
+    "SELECT seq, duplicate, needs_reply, last_seq "
+    "FROM chat_store_message($1, $2, $3)";
 
 static const char  ngx_scenario_chat_replay_sql[] =
     "SELECT seq, role, content, "
@@ -213,23 +258,22 @@ static const char  ngx_scenario_chat_replay_sql[] =
 static const char  ngx_scenario_chat_rebuild_sql[] =
     "SELECT s.persona_name, s.persona_role, s.persona_prompt, s.backstory, "
     "s.goal, s.opening_line, coalesce((SELECT json_agg(json_build_object("
-    "'role', t.role, 'content', t.content) ORDER BY t.seq) FROM "
-    "(SELECT m.seq, m.role, m.content FROM messages m "
-    "WHERE m.session_id = se.id ORDER BY m.seq DESC LIMIT $2) t), '[]') "
+    "'seq', t.seq, 'role', t.role, 'content', t.content) ORDER BY t.seq) "
+    "FROM (SELECT m.seq, m.role, m.content FROM messages m "
+    "WHERE m.session_id = se.id ORDER BY m.seq DESC LIMIT $2) t), '[]'), "
+    "se.last_seq "
     "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
     "WHERE se.id = $1";
 
 /*
- * What the reply answers: the seq is taken only when the reply is stored
- * (sql/015), so a failed call leaves no hole.
+ * The reply takes its seq only when it is stored (sql/015), so a failed
+ * call leaves no hole; the store also says whether a message of the
+ * trainee waits, and what a turn for it answers (sql/030).
  */
-static const char  ngx_scenario_chat_reserve_sql[] =
-    "SELECT last_seq FROM sessions WHERE id = $1 AND status = 'active'";
-
 static const char  ngx_scenario_chat_reply_sql[] =
     "SELECT seq, to_char(created_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), content, duplicate "
-    "FROM chat_store_reply($1, $2, $3)";
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), content, duplicate, pending, "
+    "last_seq FROM chat_store_turn($1, $2, $3)";
 
 /*
  * A message of the trainee still waits for its reply: with $2 = -1, the
@@ -239,15 +283,34 @@ static const char  ngx_scenario_chat_pending_sql[] =
     "SELECT CASE WHEN $2::int < 0 THEN (SELECT role = 'user' FROM messages "
     "WHERE session_id = $1 ORDER BY seq DESC LIMIT 1) "
     "ELSE EXISTS (SELECT 1 FROM messages WHERE session_id = $1 "
-    "AND role = 'user' AND seq > $2::int) END";
+    "AND role = 'user' AND seq > $2::int) END, "
+    "(SELECT last_seq FROM sessions WHERE id = $1 AND status = 'active')";
 
-/* the persona's system prompt and the recent turns, in one round trip */
-static const char  ngx_scenario_chat_context_script[] =
-    "return {redis.call('GET', KEYS[2]), redis.call('LRANGE', KEYS[1], 0, -1)}";
-
+/*
+ * The end of a turn, while the lock is still its holder's: the turn's
+ * messages join the context (ARGV[5...], each with its seq), which is
+ * trimmed once it holds twice its bound (a reader takes the last ones);
+ * a list this turn did not find is made only when it started the session
+ * (ARGV[2]), else dropped: a later reader rebuilds it from Postgres.  The
+ * lock goes.
+ */
 static const char  ngx_scenario_chat_unlock_script[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0";
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if #ARGV > 4 then "
+    "local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 5)) "
+    "if n == #ARGV - 4 then "
+    "if ARGV[2] == '1' then redis.call('EXPIRE', KEYS[2], 86400) "
+    "else redis.call('DEL', KEYS[2]) end "
+    "elseif n > tonumber(ARGV[3]) then "
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1) end end "
+    "return redis.call('DEL', KEYS[1])";
+
+/* the context anew, from Postgres: the prompt, then the turns in order */
+static const char  ngx_scenario_chat_rewrite_script[] =
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400) "
+    "if #ARGV > 1 then redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) "
+    "redis.call('EXPIRE', KEYS[1], 86400) end return 1";
 
 /* the lease is extended only while the lock is still its holder's */
 static const char  ngx_scenario_chat_renew_script[] =
@@ -263,6 +326,13 @@ static ngx_uint_t  ngx_scenario_chat_number;
  * instances drop each other's events as their own
  */
 static u_char      ngx_scenario_chat_instance[16];
+
+/* set while an event is handed to the worker's connections in process */
+static ngx_uint_t  ngx_scenario_chat_local;
+
+/* the personas' prompts, by scenario: they are the same for its sessions */
+static ngx_ttl_cache_t  ngx_scenario_chat_prompts;
+static ngx_uint_t       ngx_scenario_chat_prompts_ready;
 
 
 /* the handshake: owner and state checked before the upgrade */
@@ -407,21 +477,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     }
 
     last_seq = ngx_pg_int(res, 0, 5);
-
-    ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
-                      "type", "ready",
-                      "session_id", (json_int_t) chat->hint,
-                      "scenario",
-                      "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
-                      "title", (char *) v[1].data, v[1].len,
-                      "persona",
-                      "name", (char *) v[2].data, v[2].len,
-                      "role", (char *) v[3].data, v[3].len,
-                      "last_seq", (json_int_t) last_seq);
-
-    if (ready == NULL || ngx_http_json_own(r->pool, ready) == NULL) {
-        return NGX_ERROR;
-    }
+    chat->scenario = ngx_atoi(v[0].data, v[0].len);
 
     wscf.max_message = chat->slcf->chat_max_message;
     wscf.max_output = chat->slcf->chat_max_output;
@@ -462,7 +518,23 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     chat->sub = ngx_redis_subscribe(chat->smcf->redis_pool, &chat->channel,
                                     ngx_scenario_chat_heard, chat);
 
+    /* made when sent and freed: a connection keeps nothing of it */
+    ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
+                      "type", "ready",
+                      "session_id", (json_int_t) chat->hint,
+                      "scenario",
+                      "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
+                      "title", (char *) v[1].data, v[1].len,
+                      "persona",
+                      "name", (char *) v[2].data, v[2].len,
+                      "role", (char *) v[3].data, v[3].len,
+                      "last_seq", (json_int_t) last_seq);
+    if (ready == NULL) {
+        return NGX_ERROR;
+    }
+
     ngx_scenario_chat_event(chat, ready, 0);
+    json_decref(ready);
 
     /*
      * A new session: the persona speaks first; a message left unanswered
@@ -473,7 +545,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     if (last_seq == 0
         || (last_role.len == 4 && ngx_strncmp(last_role.data, "user", 4) == 0))
     {
-        ngx_scenario_turn_start(chat);
+        ngx_scenario_turn_start(chat, last_seq, 0, NULL);
     }
 
     return NGX_OK;
@@ -704,18 +776,16 @@ ngx_scenario_chat_stored(ngx_scenario_chat_t *chat, PGresult *res,
 
     if (ack) {
         /* a repeated message concerns its sender only */
-        ngx_scenario_chat_event(chat, ack, !duplicate);
+        ngx_scenario_chat_event(chat, ack,
+                                duplicate ? 0 : NGX_SCENARIO_CHAT_LATER);
         json_decref(ack);
     }
 
-    if (!duplicate) {
-        ngx_scenario_chat_remember(chat, "user",
-                                   (u_char *) json_string_value(content),
-                                   json_string_length(content));
-    }
-
     if (needs_reply) {
-        ngx_scenario_turn_start(chat);
+        /* the message joins the context with the turn's end */
+        ngx_scenario_turn_start(chat, ngx_pg_int(res, 0, 3),
+                                duplicate ? 0 : ngx_pg_int(res, 0, 0),
+                                content);
     }
 
     ngx_scenario_chat_done(chat);
@@ -881,7 +951,8 @@ ngx_scenario_chat_error(ngx_scenario_chat_t *chat, const char *code,
 /* the reply: elected by the session's lock, generated once */
 
 static void
-ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
+ngx_scenario_turn_start(ngx_scenario_chat_t *chat, ngx_int_t answers,
+    ngx_int_t user_seq, json_t *user)
 {
     u_char               *p;
     ngx_pool_t           *pool;
@@ -910,6 +981,23 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat)
     turn->token.len = ngx_sprintf(p, "%V.%uD", &chat->origin,
                                   (uint32_t) ngx_random())
                       - p;
+
+    /* what the reply answers: the session's last seq when it began */
+    turn->answers = answers;
+    turn->next = -1;
+
+    /* the message that started it, the last one: it joins the context */
+    if (user_seq > 0 && user_seq == answers && json_is_string(user)) {
+        turn->user.len = json_string_length(user);
+        turn->user.data = ngx_pnalloc(pool, turn->user.len + 1);
+        if (turn->user.data == NULL) {
+            ngx_destroy_pool(pool);
+            return;
+        }
+
+        ngx_memcpy(turn->user.data, json_string_value(user), turn->user.len);
+        turn->user_seq = user_seq;
+    }
 
     chat->turn = turn;
 
@@ -950,22 +1038,228 @@ ngx_scenario_turn_lock(ngx_scenario_chat_t *chat, ngx_scenario_turn_t *turn)
         ngx_scenario_chat_error(chat, "unavailable",
                                 "redis is unavailable, send again", 0);
         ngx_scenario_turn_end(chat, 0);
+        return;
     }
+
+    /* the context comes in the same round trip as the lock's answer */
+    turn->due = 1;
+    ngx_scenario_turn_read(chat);
 }
 
+
+/*
+ * The context: the prompt (unless the worker knows it) and the recent
+ * turns, pipelined; the last reply to come in drives the turn on.
+ */
+
+static void
+ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
+{
+    u_char                buf[NGX_INT_T_LEN], key[NGX_INT_T_LEN];
+    size_t                argvlen[4];
+    ngx_str_t             prompt;
+    const char           *argv[4];
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (!ngx_scenario_chat_prompts_ready) {
+        ngx_ttl_cache_init(&ngx_scenario_chat_prompts,
+                           NGX_SCENARIO_CHAT_PROMPTS);
+        ngx_scenario_chat_prompts_ready = 1;
+    }
+
+    if (turn->system.len == 0
+        && ngx_ttl_cache_get(&ngx_scenario_chat_prompts, key,
+                             ngx_sprintf(key, "%ui", chat->scenario) - key,
+                             0, &prompt)
+           == NGX_OK)
+    {
+        turn->system.data = ngx_pnalloc(turn->pool, prompt.len);
+        if (turn->system.data != NULL) {
+            ngx_memcpy(turn->system.data, prompt.data, prompt.len);
+            turn->system.len = prompt.len;
+        }
+    }
+
+    if (turn->system.len == 0) {
+        argv[0] = "GET";
+        argvlen[0] = 3;
+        argv[1] = (char *) chat->system_key.data;
+        argvlen[1] = chat->system_key.len;
+
+        if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_prompt, 2, argv,
+                                    argvlen)
+            == NGX_OK)
+        {
+            turn->due++;
+        }
+    }
+
+    argv[0] = "LRANGE";
+    argvlen[0] = 6;
+    argv[1] = (char *) chat->context_key.data;
+    argvlen[1] = chat->context_key.len;
+    argv[2] = (char *) buf;
+    argvlen[2] = ngx_sprintf(buf, "-%ui", chat->slcf->chat_context) - buf;
+    argv[3] = "-1";
+    argvlen[3] = 2;
+
+    if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_listed, 4, argv,
+                                argvlen)
+        == NGX_OK)
+    {
+        turn->due++;
+    }
+
+}
+
+
+static void
+ngx_scenario_turn_prompt(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    u_char               key[NGX_INT_T_LEN];
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_STRING && reply->len) {
+        turn->system.data = ngx_pnalloc(turn->pool, reply->len);
+        if (turn->system.data != NULL) {
+            ngx_memcpy(turn->system.data, reply->str, reply->len);
+            turn->system.len = reply->len;
+
+            (void) ngx_ttl_cache_put(&ngx_scenario_chat_prompts, key,
+                                     ngx_sprintf(key, "%ui", chat->scenario)
+                                     - key, 0, turn->system.data,
+                                     turn->system.len,
+                                     NGX_SCENARIO_CHAT_PROMPT_TTL);
+        }
+    }
+
+    ngx_scenario_turn_due(chat);
+}
+
+
+/*
+ * The recent turns, each with its seq: they hold only when their seqs
+ * follow one another; whether they end where the turn begins is seen
+ * once the lock is held (ngx_scenario_turn_context).
+ */
+
+static void
+ngx_scenario_turn_listed(ngx_scenario_chat_t *chat, redisReply *reply,
+    ngx_int_t rc)
+{
+    json_t               *item, *seq, *role, *content;
+    size_t                i;
+    ngx_int_t             last;
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (turn == NULL) {
+        return;
+    }
+
+    if (turn->context == NULL) {
+        turn->context = ngx_http_json_own(turn->pool, json_array());
+    }
+
+    if (turn->context == NULL || rc != NGX_OK
+        || reply->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_scenario_turn_due(chat);
+        return;
+    }
+
+    json_array_clear(turn->context);
+    last = 0;
+
+    for (i = 0; i < reply->elements; i++) {
+        item = json_loadb(reply->element[i]->str, reply->element[i]->len, 0,
+                          NULL);
+        seq = json_object_get(item, "seq");
+        role = json_object_get(item, "role");
+        content = json_object_get(item, "content");
+
+        if (!json_is_integer(seq) || !json_is_string(role)
+            || !json_is_string(content)
+            || (i > 0 && json_integer_value(seq) != last + 1))
+        {
+            json_decref(item);
+            ngx_scenario_turn_due(chat);
+            return;
+        }
+
+        last = (ngx_int_t) json_integer_value(seq);
+
+        /* the model sees the role and the content only */
+        json_object_del(item, "seq");
+        json_array_append_new(turn->context, item);
+    }
+
+    /*
+     * Seqs run from 1 without holes (sql/015): the last ones are all there
+     * or the list was cut
+     */
+    turn->listed = (reply->elements
+                    == ngx_min((ngx_uint_t) last, chat->slcf->chat_context));
+    turn->listed_last = last;
+    turn->listed_n = reply->elements;
+
+    ngx_scenario_turn_due(chat);
+}
+
+
+static void
+ngx_scenario_turn_due(ngx_scenario_chat_t *chat)
+{
+    ngx_scenario_turn_t  *turn;
+
+    turn = chat->turn;
+
+    if (--turn->due > 0) {
+        return;
+    }
+
+    ngx_scenario_turn_elected(chat);
+}
+
+
+/* the lock's answer waits for the context, pipelined behind it */
 
 static void
 ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
     ngx_int_t rc)
 {
-    size_t       argvlen[5];
-    const char  *argv[5];
+    ngx_scenario_turn_t  *turn;
 
-    if (chat->turn == NULL) {
+    turn = chat->turn;
+
+    if (turn == NULL) {
         return;
     }
 
-    if (rc != NGX_OK) {
+    turn->lock_rc = rc;
+    turn->got_lock = (rc == NGX_OK && reply->type == REDIS_REPLY_STATUS);
+
+    ngx_scenario_turn_due(chat);
+}
+
+
+static void
+ngx_scenario_turn_elected(ngx_scenario_chat_t *chat)
+{
+    size_t       argvlen[5];
+    const char  *argv[5];
+
+    if (chat->turn->lock_rc != NGX_OK) {
         /*
          * The command may still run (Redis paused, not dead): whether the
          * lock is this turn's is asked, not assumed.
@@ -989,7 +1283,7 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STATUS) {
+    if (!chat->turn->got_lock) {
         /* another connection generates: wait for it, or take over */
         ngx_scenario_turn_wait(chat);
         return;
@@ -1128,8 +1422,6 @@ ngx_scenario_turn_polled(ngx_scenario_chat_t *chat, redisReply *reply,
 static void
 ngx_scenario_turn_hold(ngx_scenario_chat_t *chat)
 {
-    size_t                argvlen[5];
-    const char           *argv[5];
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1141,25 +1433,8 @@ ngx_scenario_turn_hold(ngx_scenario_chat_t *chat)
     turn->renew.cancelable = 1;
     ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_chat_context_script;
-    argvlen[1] = sizeof(ngx_scenario_chat_context_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) chat->context_key.data;
-    argvlen[3] = chat->context_key.len;
-    argv[4] = (char *) chat->system_key.data;
-    argvlen[4] = chat->system_key.len;
-
-    if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_context, 5, argv,
-                                argvlen)
-        != NGX_OK)
-    {
-        ngx_scenario_chat_error(chat, "unavailable",
-                                "redis is unavailable, send again", 0);
-        ngx_scenario_turn_end(chat, 0);
-    }
+    /* the context was read with the lock's answer */
+    ngx_scenario_turn_context(chat);
 }
 
 
@@ -1197,58 +1472,50 @@ ngx_scenario_turn_renew(ngx_event_t *ev)
 }
 
 
+/*
+ * The context holds when its seqs run on to what the turn answers, or to
+ * the message before the one that started it (which then joins it).
+ * Anything else (lost, expired, cut, written by an older version, missing
+ * a message another connection stored) and Postgres has the turns.
+ */
+
 static void
-ngx_scenario_turn_context(ngx_scenario_chat_t *chat, redisReply *reply,
-    ngx_int_t rc)
+ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
 {
     u_char               buf[NGX_INT_T_LEN];
     json_t              *item;
-    size_t               i;
     ngx_str_t            params[2];
-    redisReply          *list;
     ngx_scenario_turn_t *turn;
 
     turn = chat->turn;
 
-    turn->context = json_array();
-    if (turn->context == NULL
-        || ngx_http_json_own(turn->pool, turn->context) == NULL)
+    if (turn->listed && turn->system.len
+        && turn->listed_last == turn->answers)
     {
-        ngx_scenario_turn_end(chat, 0);
+        turn->fresh = (turn->listed_n == 0);
+        ngx_scenario_turn_begin(chat);
         return;
     }
 
-    if (rc == NGX_OK && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_ARRAY
-        && reply->element[1]->elements > 0)
+    if (turn->listed && turn->system.len && turn->user_seq
+        && turn->listed_last == turn->answers - 1)
     {
-        list = reply->element[1];
+        item = json_pack("{s:s,s:s%}", "role", "user",
+                         "content", (char *) turn->user.data,
+                         turn->user.len);
 
-        turn->system.len = reply->element[0]->len;
-        turn->system.data = ngx_pnalloc(turn->pool, turn->system.len);
-        if (turn->system.data == NULL) {
-            ngx_scenario_turn_end(chat, 0);
+        if (item != NULL) {
+            if (json_array_size(turn->context) >= chat->slcf->chat_context) {
+                json_array_remove(turn->context, 0);
+            }
+
+            json_array_append_new(turn->context, item);
+            turn->push_user = 1;
+            turn->fresh = (turn->listed_n == 0);
+            ngx_scenario_turn_begin(chat);
             return;
         }
-
-        ngx_memcpy(turn->system.data, reply->element[0]->str,
-                   turn->system.len);
-
-        for (i = 0; i < list->elements; i++) {
-            item = json_loadb(list->element[i]->str, list->element[i]->len,
-                              0, NULL);
-            if (item) {
-                json_array_append_new(turn->context, item);
-            }
-        }
-
-        ngx_scenario_turn_reserve(chat);
-        return;
     }
-
-    /* Redis lost the context (or never had it): Postgres has the turns */
 
     params[0] = chat->session_id;
     params[1].data = buf;
@@ -1269,6 +1536,7 @@ static void
 ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
+    u_char                key[NGX_INT_T_LEN];
     size_t                i;
     json_t               *list, *item;
     ngx_str_t             v;
@@ -1287,7 +1555,11 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
     list = ngx_http_json_own(turn->pool,
                              json_loadb((char *) v.data, v.len, 0, NULL));
 
-    if (list == NULL
+    if (turn->context == NULL) {
+        turn->context = ngx_http_json_own(turn->pool, json_array());
+    }
+
+    if (list == NULL || !json_is_array(list) || turn->context == NULL
         || ngx_scenario_chat_system(turn->pool, res, &turn->system)
            != NGX_OK)
     {
@@ -1295,19 +1567,27 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
         return;
     }
 
-    /* Redis is told anew: the prompt, then the turns in order */
+    (void) ngx_ttl_cache_put(&ngx_scenario_chat_prompts, key,
+                             ngx_sprintf(key, "%ui", chat->scenario) - key,
+                             0, turn->system.data, turn->system.len,
+                             NGX_SCENARIO_CHAT_PROMPT_TTL);
 
-    ngx_scenario_chat_forget_context(chat, &turn->system);
+    /* Redis is told anew; the turn answers what Postgres has */
+
+    ngx_scenario_chat_rewrite_context(chat, &turn->system, list);
+
+    turn->answers = ngx_pg_int(res, 0, 7);
+    turn->push_user = 0;
+    turn->fresh = (json_array_size(list) == 0);     /* a new session */
+    json_array_clear(turn->context);
 
     json_array_foreach(list, i, item) {
-        json_array_append(turn->context, item);
-        ngx_scenario_chat_remember(chat,
-            json_string_value(json_object_get(item, "role")),
-            (u_char *) json_string_value(json_object_get(item, "content")),
-            json_string_length(json_object_get(item, "content")));
+        json_array_append_new(turn->context,
+            json_pack("{s:O,s:O}", "role", json_object_get(item, "role"),
+                      "content", json_object_get(item, "content")));
     }
 
-    ngx_scenario_turn_reserve(chat);
+    ngx_scenario_turn_begin(chat);
 }
 
 
@@ -1348,55 +1628,25 @@ ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res, ngx_str_t *out)
 }
 
 
-static void
-ngx_scenario_turn_reserve(ngx_scenario_chat_t *chat)
-{
-    if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reserve_sql, 1,
-                             &chat->session_id, ngx_scenario_turn_reserved)
-        != NGX_OK)
-    {
-        ngx_scenario_chat_error(chat, "unavailable",
-                                "postgres is unavailable, send again", 0);
-        ngx_scenario_turn_end(chat, 0);
-    }
-}
-
+/*
+ * The reply's seq as expected: a message of the trainee stored while it
+ * streams takes it, and the reply's "assistant_end" then carries the seq
+ * it was stored with.
+ */
 
 static void
-ngx_scenario_turn_reserved(ngx_scenario_chat_t *chat, PGresult *res,
-    ngx_int_t rc)
+ngx_scenario_turn_begin(ngx_scenario_chat_t *chat)
 {
     json_t               *ev;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
-
-    if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
-        ngx_scenario_chat_error(chat, "unavailable",
-                                "postgres is unavailable, send again", 0);
-        ngx_scenario_turn_end(chat, 0);
-        return;
-    }
-
-    if (PQntuples(res) != 1) {
-        /* resolved meanwhile */
-        ngx_scenario_turn_end(chat, 0);
-        return;
-    }
-
-    /*
-     * The seq the reply expects; a message of the trainee stored while
-     * it streams takes it, and the reply's "assistant_end" then carries
-     * the seq it was stored with.
-     */
-
-    turn->answers = ngx_pg_int(res, 0, 0);
     turn->seq = turn->answers + 1;
 
     ev = json_pack("{s:s,s:I}", "type", "assistant_start",
                    "seq", (json_int_t) turn->seq);
     if (ev) {
-        ngx_scenario_chat_event(chat, ev, 1);
+        ngx_scenario_chat_event(chat, ev, NGX_SCENARIO_CHAT_NOW);
         json_decref(ev);
     }
 
@@ -1461,20 +1711,66 @@ failed:
 }
 
 
+/*
+ * The most frequent event, written out directly: building and dumping a
+ * JSON object per token cost more than the rest of the delta's path.  The
+ * text is the model's, decoded by jansson (UTF-8); JSON needs only '"',
+ * '\\' and control characters escaped.
+ */
+
 static void
 ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 {
     ngx_scenario_turn_t  *turn = data;
 
-    json_t  *ev;
+    u_char               *p, *q, *last;
+    size_t                n;
+    ngx_scenario_chat_t  *chat;
 
-    ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_delta",
-                   "seq", (json_int_t) turn->seq,
-                   "delta", (char *) text, len);
-    if (ev) {
-        ngx_scenario_chat_event(turn->chat, ev, 1);
-        json_decref(ev);
+    static u_char         hex[] = "0123456789abcdef";
+
+    chat = turn->chat;
+    last = text + len;
+
+    n = chat->origin.len + sizeof(" {\"type\":\"assistant_delta\",\"seq\":")
+        - 1 + NGX_INT_T_LEN + sizeof(",\"delta\":\"\"}") - 1;
+
+    for (q = text; q < last; q++) {
+        n += (*q == '"' || *q == '\\') ? 2 : (*q < 0x20 ? 6 : 1);
     }
+
+    p = ngx_alloc(n, chat->request->connection->log);
+    if (p == NULL) {
+        return;
+    }
+
+    q = ngx_sprintf(p, "%V {\"type\":\"assistant_delta\",\"seq\":%i,"
+                    "\"delta\":\"", &chat->origin, turn->seq);
+
+    for ( /* void */ ; text < last; text++) {
+        if (*text == '"' || *text == '\\') {
+            *q++ = '\\';
+            *q++ = *text;
+
+        } else if (*text < 0x20) {
+            *q++ = '\\';
+            *q++ = 'u';
+            *q++ = '0';
+            *q++ = '0';
+            *q++ = hex[*text >> 4];
+            *q++ = hex[*text & 0xf];
+
+        } else {
+            *q++ = *text;
+        }
+    }
+
+    *q++ = '"';
+    *q++ = '}';
+
+    ngx_scenario_chat_emit(chat, p, q - p, NGX_SCENARIO_CHAT_LATER);
+
+    ngx_free(p);
 }
 
 
@@ -1624,13 +1920,15 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
                    "content", (char *) turn->content.data,
                    turn->content.len);
     if (ev) {
-        ngx_scenario_chat_event(chat, ev, 1);
+        ngx_scenario_chat_event(chat, ev, NGX_SCENARIO_CHAT_NOW);
         json_decref(ev);
     }
 
-    if (!duplicate) {
-        ngx_scenario_chat_remember(chat, "assistant", turn->content.data,
-                                   turn->content.len);
+    /* the reply joins the context as the lock goes */
+    turn->stored = !duplicate;
+
+    if (ngx_pg_value(res, 0, 4).data[0] == 't') {
+        turn->next = ngx_pg_int(res, 0, 5);
     }
 
     ngx_scenario_turn_end(chat, 1);
@@ -1638,21 +1936,24 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
 
 
 /*
- * The turn is over: the lock goes, and a message that came in meanwhile
- * (here or on another connection) gets its reply: one stored after those
- * the turn answered, so that a failing message is not tried forever.  A
- * waiter whose holder is gone ("replied" 2) answers the last message if
- * it is the trainee's.
+ * The turn is over: its messages join the context and the lock goes, in
+ * one script; a message that came in meanwhile (here or on another
+ * connection) gets its reply: one stored after those the turn answered,
+ * so that a failing message is not tried forever.  A stored reply says so
+ * itself; else Postgres is asked.  A waiter whose holder is gone
+ * ("replied" 2) answers the last message if it is the trainee's.
  */
 
 static void
 ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 {
-    u_char                buf[NGX_INT_T_LEN];
-    size_t                argvlen[5];
+    u_char                buf[NGX_INT_T_LEN], trim[NGX_INT_T_LEN],
+                          bound[NGX_INT_T_LEN];
+    size_t                argvlen[11];
+    ngx_int_t             next;
     ngx_str_t             params[2];
-    ngx_uint_t            started;
-    const char           *argv[5];
+    ngx_uint_t            started, argc;
+    const char           *argv[11];
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1676,15 +1977,40 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
         argvlen[0] = 4;
         argv[1] = ngx_scenario_chat_unlock_script;
         argvlen[1] = sizeof(ngx_scenario_chat_unlock_script) - 1;
-        argv[2] = "1";
+        argv[2] = "2";
         argvlen[2] = 1;
         argv[3] = (char *) chat->lock_key.data;
         argvlen[3] = chat->lock_key.len;
-        argv[4] = (char *) turn->token.data;
-        argvlen[4] = turn->token.len;
+        argv[4] = (char *) chat->context_key.data;
+        argvlen[4] = chat->context_key.len;
+        argv[5] = (char *) turn->token.data;
+        argvlen[5] = turn->token.len;
+        argv[6] = turn->fresh ? "1" : "0";
+        argvlen[6] = 1;
+        argv[7] = (char *) trim;
+        argvlen[7] = ngx_sprintf(trim, "%ui", 2 * chat->slcf->chat_context)
+                     - trim;
+        argv[8] = (char *) bound;
+        argvlen[8] = ngx_sprintf(bound, "%ui", chat->slcf->chat_context)
+                     - bound;
+        argc = 9;
+
+        if (turn->push_user) {
+            argv[argc] = (char *) ngx_scenario_chat_item(turn->pool,
+                                     turn->user_seq, "user", &turn->user,
+                                     &argvlen[argc]);
+            argc += (argv[argc] != NULL);
+        }
+
+        if (turn->stored && (!turn->push_user || argc == 10)) {
+            argv[argc] = (char *) ngx_scenario_chat_item(turn->pool,
+                                     turn->seq, "assistant", &turn->content,
+                                     &argvlen[argc]);
+            argc += (argv[argc] != NULL);
+        }
 
         (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                        NULL, NULL, 5,
+                                        NULL, NULL, argc,
                                         argv, argvlen);
     }
 
@@ -1696,10 +2022,20 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 
     /* a turn that failed before it knew what it answered looks no further */
     started = (turn->seq > 0);
+    next = turn->next;
 
     ngx_destroy_pool(turn->pool);
 
     if (chat->closed || (!replied && !started)) {
+        return;
+    }
+
+    if (replied == 1) {
+        /* the store said whether a message waits */
+        if (next >= 0) {
+            ngx_scenario_turn_start(chat, next, 0, NULL);
+        }
+
         return;
     }
 
@@ -1713,9 +2049,10 @@ ngx_scenario_turn_pending(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
     if (rc == NGX_OK && ngx_pg_result_ok(res) && PQntuples(res) == 1
-        && ngx_pg_value(res, 0, 0).data[0] == 't')
+        && ngx_pg_value(res, 0, 0).data[0] == 't'
+        && !PQgetisnull(res, 0, 1))
     {
-        ngx_scenario_turn_start(chat);
+        ngx_scenario_turn_start(chat, ngx_pg_int(res, 0, 1), 0, NULL);
     }
 }
 
@@ -1750,6 +2087,9 @@ ngx_scenario_chat_closed(ngx_http_ws_t *ws, ngx_uint_t code)
 
     ngx_scenario_count(chat->request, NGX_SCENARIO_M_ACTIVE_CHATS, -1);
     ngx_scenario_chat_leave(chat->request);
+
+    /* what waits goes out now; later events are published one by one */
+    ngx_scenario_chat_flush(chat);
 
     if (chat->sub) {
         ngx_redis_unsubscribe(chat->sub);
@@ -1903,7 +2243,11 @@ ngx_scenario_chat_redis_done(void *data, redisReply *reply, ngx_int_t rc)
 
 /*
  * An event for the session: to this connection, and when broadcast, to
- * the session's channel as "<origin> <json>" for every other connection.
+ * every other connection as "<origin> <json>": those of this worker at
+ * once, in process; those of other workers and instances through the
+ * session's Redis channel, where events that may wait (deltas, acks) go
+ * out together, one PUBLISH per NGX_SCENARIO_CHAT_COALESCE ms or
+ * NGX_SCENARIO_CHAT_BATCH events, and with the next one that may not.
  */
 
 static void
@@ -1928,13 +2272,34 @@ ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     (void) json_dumpb(ev, (char *) p + chat->origin.len + 1, len,
                       JSON_COMPACT);
 
-    ngx_scenario_chat_send(chat, p + chat->origin.len + 1, len);
-
-    if (broadcast) {
-        ngx_scenario_chat_publish(chat, p, chat->origin.len + 1 + len);
-    }
+    ngx_scenario_chat_emit(chat, p, chat->origin.len + 1 + len, broadcast);
 
     ngx_free(p);
+}
+
+
+/* p: "<origin> <json>" */
+
+static void
+ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p, size_t len,
+    ngx_uint_t broadcast)
+{
+    ngx_str_t  msg;
+
+    ngx_scenario_chat_send(chat, p + chat->origin.len + 1,
+                           len - chat->origin.len - 1);
+
+    if (broadcast) {
+        msg.data = p;
+        msg.len = len;
+
+        ngx_scenario_chat_local = 1;
+        ngx_redis_publish_local(chat->smcf->redis_pool, &chat->channel, &msg);
+        ngx_scenario_chat_local = 0;
+
+        ngx_scenario_chat_publish(chat, msg.data, msg.len,
+                                  broadcast == NGX_SCENARIO_CHAT_LATER);
+    }
 }
 
 
@@ -1950,53 +2315,185 @@ ngx_scenario_chat_send(ngx_scenario_chat_t *chat, u_char *data, size_t len)
 }
 
 
+/* one record per line: JSON puts no raw newline in a compact document */
+
 static void
 ngx_scenario_chat_publish(ngx_scenario_chat_t *chat, u_char *data,
-    size_t len)
+    size_t len, ngx_uint_t later)
 {
-    size_t       argvlen[3];
-    const char  *argv[3];
+    u_char              *p;
+    size_t               size, argvlen[3];
+    const char          *argv[3];
+    ngx_scenario_pub_t  *pub;
 
-    argv[0] = "PUBLISH";
-    argvlen[0] = 7;
-    argv[1] = (char *) chat->channel.data;
-    argvlen[1] = chat->channel.len;
-    argv[2] = (char *) data;
-    argvlen[2] = len;
+    pub = chat->pub;
 
-    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 3, argv,
-                                    argvlen);
+    if (pub == NULL && (!later || chat->closed)) {
+        argv[0] = "PUBLISH";
+        argvlen[0] = 7;
+        argv[1] = (char *) chat->channel.data;
+        argvlen[1] = chat->channel.len;
+        argv[2] = (char *) data;
+        argvlen[2] = len;
+
+        (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
+                                        NULL, NULL, 3, argv, argvlen);
+        return;
+    }
+
+    if (pub == NULL) {
+        pub = ngx_calloc(sizeof(ngx_scenario_pub_t),
+                         chat->request->connection->log);
+        if (pub == NULL) {
+            return;
+        }
+
+        pub->chat = chat;
+        pub->timer.handler = ngx_scenario_chat_flush_handler;
+        pub->timer.data = pub;
+        pub->timer.log = ngx_cycle->log;
+        pub->timer.cancelable = 1;
+        ngx_add_timer(&pub->timer, NGX_SCENARIO_CHAT_COALESCE);
+
+        chat->pub = pub;
+    }
+
+    if (pub->len + len + 1 > pub->size) {
+        size = ngx_max(2 * pub->size, pub->len + len + 1);
+        size = ngx_max(size, 1024);
+
+        p = ngx_alloc(size, chat->request->connection->log);
+        if (p == NULL) {
+            return;
+        }
+
+        if (pub->len) {
+            ngx_memcpy(p, pub->data, pub->len);
+        }
+
+        ngx_free(pub->data);
+        pub->data = p;
+        pub->size = size;
+    }
+
+    if (pub->len) {
+        pub->data[pub->len++] = '\n';
+    }
+
+    ngx_memcpy(pub->data + pub->len, data, len);
+    pub->len += len;
+    pub->n++;
+
+    if (!later || chat->closed || pub->n >= NGX_SCENARIO_CHAT_BATCH
+        || pub->len >= NGX_SCENARIO_CHAT_BATCH_SIZE)
+    {
+        ngx_scenario_chat_flush(chat);
+    }
 }
 
 
-/* another connection's event on this session */
+static void
+ngx_scenario_chat_flush(ngx_scenario_chat_t *chat)
+{
+    size_t               argvlen[3];
+    const char          *argv[3];
+    ngx_scenario_pub_t  *pub;
+
+    pub = chat->pub;
+
+    if (pub == NULL) {
+        return;
+    }
+
+    chat->pub = NULL;
+
+    if (pub->timer.timer_set) {
+        ngx_del_timer(&pub->timer);
+    }
+
+    if (pub->len) {
+        argv[0] = "PUBLISH";
+        argvlen[0] = 7;
+        argv[1] = (char *) chat->channel.data;
+        argvlen[1] = chat->channel.len;
+        argv[2] = (char *) pub->data;
+        argvlen[2] = pub->len;
+
+        (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
+                                        NULL, NULL, 3, argv, argvlen);
+    }
+
+    ngx_free(pub->data);
+    ngx_free(pub);
+}
+
+
+static void
+ngx_scenario_chat_flush_handler(ngx_event_t *ev)
+{
+    ngx_scenario_pub_t  *pub = ev->data;
+
+    ngx_scenario_chat_flush(pub->chat);
+}
+
+
+/* other connections' events on this session, one or more per message */
 
 static void
 ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
 {
     ngx_scenario_chat_t  *chat = data;
 
-    u_char     *p, *last;
+    u_char  *p, *eol, *last;
+
+    p = message->data;
+    last = message->data + message->len;
+
+    while (p < last && !chat->closed) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        ngx_scenario_chat_hear(chat, p, eol);
+        p = eol + 1;
+    }
+}
+
+
+static void
+ngx_scenario_chat_hear(ngx_scenario_chat_t *chat, u_char *p, u_char *last)
+{
+    u_char     *sp;
     ngx_str_t   ev, from;
 
-    last = message->data + message->len;
-    p = ngx_strlchr(message->data, last, ' ');
+    sp = ngx_strlchr(p, last, ' ');
 
-    if (p == NULL || chat->closed) {
+    if (sp == NULL) {
         return;
     }
 
-    from.data = message->data;
-    from.len = p - message->data;
+    from.data = p;
+    from.len = sp - p;
 
     if (from.len == chat->origin.len
-        && ngx_strncmp(from.data, chat->origin.data, from.len) == 0)
+        && ngx_strncmp(p, chat->origin.data, chat->origin.len) == 0)
     {
         return;
     }
 
-    ev.data = p + 1;
+    /* through Redis, this worker's own events: they came in process */
+    if (!ngx_scenario_chat_local
+        && from.len > sizeof(ngx_scenario_chat_instance)
+        && p[sizeof(ngx_scenario_chat_instance)] == '.'
+        && ngx_strncmp(p, ngx_scenario_chat_instance,
+                       sizeof(ngx_scenario_chat_instance))
+           == 0)
+    {
+        return;
+    }
+
+    ev.data = sp + 1;
     ev.len = last - ev.data;
 
     ngx_scenario_chat_send(chat, ev.data, ev.len);
@@ -2011,71 +2508,61 @@ ngx_scenario_chat_heard(void *data, ngx_str_t *channel, ngx_str_t *message)
 }
 
 
-/* the model's context in Redis: recent turns, bounded, and the prompt */
+/*
+ * The model's context in Redis: recent turns, each "{seq, role, content}"
+ * so that a reader sees whether it holds, and the prompt.
+ */
 
-static const char  ngx_scenario_chat_remember_script[] =
-    "redis.call('RPUSH', KEYS[1], ARGV[1]) "
-    "redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1) "
-    "redis.call('EXPIRE', KEYS[1], 86400) "
-    "return redis.call('EXPIRE', KEYS[2], 86400)";
-
-
-static void
-ngx_scenario_chat_remember(ngx_scenario_chat_t *chat, const char *role,
-    u_char *content, size_t len)
+static u_char *
+ngx_scenario_chat_item(ngx_pool_t *pool, ngx_int_t seq, const char *role,
+    ngx_str_t *content, size_t *len)
 {
-    char        *doc;
-    u_char       buf[NGX_INT_T_LEN];
-    json_t      *item;
-    size_t       argvlen[7];
-    const char  *argv[7];
+    u_char  *p;
+    json_t  *item;
 
-    item = json_pack("{s:s,s:s%}", "role", role, "content", (char *) content,
-                     len);
+    item = json_pack("{s:I,s:s,s:s%}", "seq", (json_int_t) seq,
+                     "role", role, "content", (char *) content->data,
+                     content->len);
     if (item == NULL) {
-        return;
+        return NULL;
     }
 
-    doc = json_dumps(item, JSON_COMPACT);
+    *len = json_dumpb(item, NULL, 0, JSON_COMPACT);
+    p = *len ? ngx_pnalloc(pool, *len) : NULL;
+
+    if (p != NULL) {
+        (void) json_dumpb(item, (char *) p, *len, JSON_COMPACT);
+    }
+
     json_decref(item);
 
-    if (doc == NULL) {
-        return;
-    }
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_chat_remember_script;
-    argvlen[1] = sizeof(ngx_scenario_chat_remember_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) chat->context_key.data;
-    argvlen[3] = chat->context_key.len;
-    argv[4] = (char *) chat->system_key.data;
-    argvlen[4] = chat->system_key.len;
-    argv[5] = doc;
-    argvlen[5] = ngx_strlen(doc);
-    argv[6] = (char *) buf;
-    argvlen[6] = ngx_sprintf(buf, "%ui", chat->slcf->chat_context) - buf;
-
-    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 7, argv, argvlen);
-    free(doc);
+    return p;
 }
 
 
 static void
-ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat,
-    ngx_str_t *system)
+ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
+    ngx_str_t *system, json_t *list)
 {
-    size_t       argvlen[6];
-    const char  *argv[6];
+    char        **argv;
+    size_t        i, n, *argvlen;
+    json_t       *item;
+    ngx_str_t     content;
+    ngx_pool_t   *pool;
+
+    pool = chat->turn->pool;
+    n = json_array_size(list);
+
+    argv = ngx_palloc(pool, (n + 6) * sizeof(char *));
+    argvlen = ngx_palloc(pool, (n + 6) * sizeof(size_t));
+    if (argv == NULL || argvlen == NULL) {
+        return;
+    }
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
-    argv[1] = "redis.call('DEL', KEYS[1]) "
-              "return redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)";
-    argvlen[1] = ngx_strlen(argv[1]);
+    argv[1] = (char *) ngx_scenario_chat_rewrite_script;
+    argvlen[1] = sizeof(ngx_scenario_chat_rewrite_script) - 1;
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (char *) chat->context_key.data;
@@ -2085,6 +2572,22 @@ ngx_scenario_chat_forget_context(ngx_scenario_chat_t *chat,
     argv[5] = (char *) system->data;
     argvlen[5] = system->len;
 
+    json_array_foreach(list, i, item) {
+        content.data = (u_char *) json_string_value(
+                                      json_object_get(item, "content"));
+        content.len = json_string_length(json_object_get(item, "content"));
+
+        argv[6 + i] = (char *) ngx_scenario_chat_item(pool,
+                          (ngx_int_t) json_integer_value(
+                                          json_object_get(item, "seq")),
+                          json_string_value(json_object_get(item, "role")),
+                          &content, &argvlen[6 + i]);
+        if (argv[6 + i] == NULL) {
+            return;
+        }
+    }
+
     (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 6, argv, argvlen);
+                                    NULL, NULL, (int) (n + 6),
+                                    (const char **) argv, argvlen);
 }
