@@ -67,6 +67,12 @@ typedef enum {
     NGX_SCENARIO_ASSIGNMENTS,
     NGX_SCENARIO_ASSIGNMENT,
     NGX_SCENARIO_MY_ASSIGNMENTS,
+    NGX_SCENARIO_REVIEW_TEAM,
+    NGX_SCENARIO_REVIEW_TRAINEE,
+    NGX_SCENARIO_REVIEW_SESSION,
+    NGX_SCENARIO_REVIEW_ACTION,
+    NGX_SCENARIO_REVIEW_EXPORT,
+    NGX_SCENARIO_SESSION_REVIEW,
     NGX_SCENARIO_NOT_FOUND
 } ngx_scenario_handler_e;
 
@@ -332,6 +338,14 @@ ngx_int_t ngx_scenario_assignments_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_assignment_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_my_assignments_handler(ngx_http_request_t *r);
 
+/* ngx_scenario_review.c */
+ngx_int_t ngx_scenario_review_team_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_review_trainee_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_review_session_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_review_action_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_review_export_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_session_review_handler(ngx_http_request_t *r);
+
 /* ngx_scenario_fields.c */
 ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,
     size_t field_size, u_char *msg, size_t msg_size);
@@ -353,6 +367,8 @@ void ngx_scenario_chat_leave(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_resolve_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_progress_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_leaderboard_handler(ngx_http_request_t *r);
+void ngx_scenario_board_award(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *xp, ngx_str_t *wxp, ngx_str_t *name, ngx_int_t level);
 
 /* ngx_scenario_cache.c */
 ngx_int_t ngx_scenario_cache_init_process(ngx_scenario_main_conf_t *smcf);

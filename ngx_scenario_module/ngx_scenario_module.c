@@ -62,6 +62,12 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("assignments"), NGX_SCENARIO_ASSIGNMENTS },
     { ngx_string("assignment"), NGX_SCENARIO_ASSIGNMENT },
     { ngx_string("my_assignments"), NGX_SCENARIO_MY_ASSIGNMENTS },
+    { ngx_string("review_team"), NGX_SCENARIO_REVIEW_TEAM },
+    { ngx_string("review_trainee"), NGX_SCENARIO_REVIEW_TRAINEE },
+    { ngx_string("review_session"), NGX_SCENARIO_REVIEW_SESSION },
+    { ngx_string("review_action"), NGX_SCENARIO_REVIEW_ACTION },
+    { ngx_string("review_export"), NGX_SCENARIO_REVIEW_EXPORT },
+    { ngx_string("session_review"), NGX_SCENARIO_SESSION_REVIEW },
     { ngx_string("not_found"), NGX_SCENARIO_NOT_FOUND },
     { ngx_null_string, 0 }
 };
@@ -970,6 +976,24 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_MY_ASSIGNMENTS:
         return ngx_scenario_my_assignments_handler(r);
+
+    case NGX_SCENARIO_REVIEW_TEAM:
+        return ngx_scenario_review_team_handler(r);
+
+    case NGX_SCENARIO_REVIEW_TRAINEE:
+        return ngx_scenario_review_trainee_handler(r);
+
+    case NGX_SCENARIO_REVIEW_SESSION:
+        return ngx_scenario_review_session_handler(r);
+
+    case NGX_SCENARIO_REVIEW_ACTION:
+        return ngx_scenario_review_action_handler(r);
+
+    case NGX_SCENARIO_REVIEW_EXPORT:
+        return ngx_scenario_review_export_handler(r);
+
+    case NGX_SCENARIO_SESSION_REVIEW:
+        return ngx_scenario_session_review_handler(r);
 
     case NGX_SCENARIO_NOT_FOUND:
         return ngx_scenario_not_found(r, "API path");

@@ -489,17 +489,10 @@ static void
 ngx_scenario_resolve_totals(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc)
 {
-    u_char                    *all, *week;
-    json_t                    *user;
-    char                      *doc;
-    size_t                     argvlen[10];
-    ngx_str_t                  xp, level, name, wxp;
-    const char                *argv[10];
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
+    ngx_str_t            xp, level, name, wxp;
+    ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
     if (rc == NGX_OK && ngx_pg_result_ok(res) && PQntuples(res) == 1) {
         xp = ngx_pg_value(res, 0, 0);
@@ -507,46 +500,69 @@ ngx_scenario_resolve_totals(ngx_http_request_t *r, PGresult *res,
         name = ngx_pg_value(res, 0, 2);
         wxp = ngx_pg_value(res, 0, 3);
 
-        all = ngx_scenario_board_key(r->pool, 0);
-        week = ngx_scenario_board_key(r->pool, 1);
-
-        user = json_pack("{s:I,s:s%,s:I}",
-                         "id", (json_int_t) ctx->user_id,
-                         "display_name", (char *) name.data, name.len,
-                         "level", (json_int_t) ngx_atoi(level.data, level.len));
-        doc = user ? json_dumps(user, JSON_COMPACT) : NULL;
-        json_decref(user);
-
-        if (all && week && doc) {
-            argv[0] = "EVAL";
-            argvlen[0] = 4;
-            argv[1] = ngx_scenario_board_award_script;
-            argvlen[1] = sizeof(ngx_scenario_board_award_script) - 1;
-            argv[2] = "3";
-            argvlen[2] = 1;
-            argv[3] = (char *) all;
-            argvlen[3] = ngx_strlen(all);
-            argv[4] = (char *) week;
-            argvlen[4] = ngx_strlen(week);
-            argv[5] = "leaderboard:users";
-            argvlen[5] = sizeof("leaderboard:users") - 1;
-            argv[6] = (char *) ctx->user_id_text.data;
-            argvlen[6] = ctx->user_id_text.len;
-            argv[7] = (char *) xp.data;
-            argvlen[7] = xp.len;
-            argv[8] = (char *) wxp.data;
-            argvlen[8] = wxp.len;
-            argv[9] = doc;
-            argvlen[9] = ngx_strlen(doc);
-
-            (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 10, argv,
-                                     argvlen);
-        }
-
-        free(doc);
+        ngx_scenario_board_award(r, &ctx->user_id_text, &xp, &wxp, &name,
+                                 ngx_atoi(level.data, level.len));
     }
 
     ngx_scenario_resolve_answer(r);
+}
+
+
+/*
+ * A user's entry on both boards, with absolute figures (a resolve's, or
+ * a review override's, ngx_scenario_review.c); nobody waits for it.
+ */
+
+void
+ngx_scenario_board_award(ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *xp,
+    ngx_str_t *wxp, ngx_str_t *name, ngx_int_t level)
+{
+    u_char                    *all, *week;
+    json_t                    *user;
+    char                      *doc;
+    size_t                     argvlen[10];
+    const char                *argv[10];
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    all = ngx_scenario_board_key(r->pool, 0);
+    week = ngx_scenario_board_key(r->pool, 1);
+
+    user = json_pack("{s:I,s:s%,s:I}",
+                     "id", (json_int_t) ngx_atoi(id->data, id->len),
+                     "display_name", (char *) name->data, name->len,
+                     "level", (json_int_t) level);
+    doc = user ? json_dumps(user, JSON_COMPACT) : NULL;
+    json_decref(user);
+
+    if (all && week && doc) {
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = ngx_scenario_board_award_script;
+        argvlen[1] = sizeof(ngx_scenario_board_award_script) - 1;
+        argv[2] = "3";
+        argvlen[2] = 1;
+        argv[3] = (char *) all;
+        argvlen[3] = ngx_strlen(all);
+        argv[4] = (char *) week;
+        argvlen[4] = ngx_strlen(week);
+        argv[5] = "leaderboard:users";
+        argvlen[5] = sizeof("leaderboard:users") - 1;
+        argv[6] = (char *) id->data;
+        argvlen[6] = id->len;
+        argv[7] = (char *) xp->data;
+        argvlen[7] = xp->len;
+        argv[8] = (char *) wxp->data;
+        argvlen[8] = wxp->len;
+        argv[9] = doc;
+        argvlen[9] = ngx_strlen(doc);
+
+        (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 10, argv,
+                                 argvlen);
+    }
+
+    free(doc);
 }
 
 
