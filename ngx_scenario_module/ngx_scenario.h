@@ -73,6 +73,7 @@ typedef enum {
     NGX_SCENARIO_REVIEW_ACTION,
     NGX_SCENARIO_REVIEW_EXPORT,
     NGX_SCENARIO_SESSION_REVIEW,
+    NGX_SCENARIO_WATCH,
     NGX_SCENARIO_NOT_FOUND
 } ngx_scenario_handler_e;
 
@@ -352,6 +353,10 @@ ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,
 
 /* ngx_scenario_chat.c */
 ngx_int_t ngx_scenario_chat_handler(ngx_http_request_t *r);
+ngx_uint_t ngx_scenario_chat_echo(ngx_str_t *from);
+
+/* ngx_scenario_live.c */
+ngx_int_t ngx_scenario_live_handler(ngx_http_request_t *r);
 
 /* ngx_scenario_chat_limit.c */
 typedef void (*ngx_scenario_chat_admit_pt)(ngx_http_request_t *r);

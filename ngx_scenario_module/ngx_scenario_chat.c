@@ -2482,14 +2482,7 @@ ngx_scenario_chat_hear(ngx_scenario_chat_t *chat, u_char *p, u_char *last)
         return;
     }
 
-    /* through Redis, this worker's own events: they came in process */
-    if (!ngx_scenario_chat_local
-        && from.len > sizeof(ngx_scenario_chat_instance)
-        && p[sizeof(ngx_scenario_chat_instance)] == '.'
-        && ngx_strncmp(p, ngx_scenario_chat_instance,
-                       sizeof(ngx_scenario_chat_instance))
-           == 0)
-    {
+    if (ngx_scenario_chat_echo(&from)) {
         return;
     }
 
@@ -2505,6 +2498,23 @@ ngx_scenario_chat_hear(ngx_scenario_chat_t *chat, u_char *p, u_char *last)
         chat->resolved = 1;
         ngx_http_ws_close(chat->ws, NGX_HTTP_WS_NORMAL, "resolved");
     }
+}
+
+
+/*
+ * Through Redis, one of this worker's own events: it came in process
+ * already (a watcher, ngx_scenario_live.c, hears the channel the same way)
+ */
+
+ngx_uint_t
+ngx_scenario_chat_echo(ngx_str_t *from)
+{
+    return !ngx_scenario_chat_local
+           && from->len > sizeof(ngx_scenario_chat_instance)
+           && from->data[sizeof(ngx_scenario_chat_instance)] == '.'
+           && ngx_strncmp(from->data, ngx_scenario_chat_instance,
+                          sizeof(ngx_scenario_chat_instance))
+              == 0;
 }
 
 

@@ -68,6 +68,7 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("review_action"), NGX_SCENARIO_REVIEW_ACTION },
     { ngx_string("review_export"), NGX_SCENARIO_REVIEW_EXPORT },
     { ngx_string("session_review"), NGX_SCENARIO_SESSION_REVIEW },
+    { ngx_string("watch"), NGX_SCENARIO_WATCH },
     { ngx_string("not_found"), NGX_SCENARIO_NOT_FOUND },
     { ngx_null_string, 0 }
 };
@@ -994,6 +995,9 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_SESSION_REVIEW:
         return ngx_scenario_session_review_handler(r);
+
+    case NGX_SCENARIO_WATCH:
+        return ngx_scenario_live_handler(r);
 
     case NGX_SCENARIO_NOT_FOUND:
         return ngx_scenario_not_found(r, "API path");
