@@ -115,6 +115,32 @@ subtest 'the team' => sub {
         'another, met two times in three';
     is $weak->[0]{scenario}{id}, $refund, 'with its scenario';
 
+    # the counts kept by sql/028's trigger are the assessments' sum
+    is pg_exec(q{WITH fresh AS (
+                     SELECT se.user_id, se.scenario_id, c ->> 'key' AS key,
+                            count(*)::int AS assessed,
+                            (count(*) FILTER (WHERE (c ->> 'met')::boolean))::int AS met
+                     FROM assessments a
+                     JOIN sessions se ON se.id = a.session_id AND NOT se.trial
+                     CROSS JOIN LATERAL jsonb_array_elements(
+                         coalesce(a.criteria, '[]')) c
+                     GROUP BY 1, 2, 3),
+                 kept AS (SELECT user_id, scenario_id, key, assessed, met
+                          FROM review_criterion_counts)
+                 SELECT count(*) FROM ((SELECT * FROM fresh EXCEPT SELECT * FROM kept)
+                                       UNION ALL
+                                       (SELECT * FROM kept EXCEPT SELECT * FROM fresh)) d}),
+        0, 'the criteria\'s counts match the assessments (inserted, and resolve\'s update)';
+    pg_exec(q{UPDATE assessments SET criteria = '[{"key":"x_apology","met":true}]'
+              WHERE session_id = :'v1'}, $ann[0]);
+    (undef, my $after) = api('GET', '/review/team', $trainer);
+    my ($apo) = grep { $_->{key} eq 'x_apology' } @{ $after->{weakest_criteria} };
+    is_deeply [@{$apo}{qw(assessed met)}], [3, 1], 'an assessment rewritten: counted anew';
+    pg_exec(q{UPDATE assessments SET criteria = :'v2'::jsonb WHERE session_id = :'v1'},
+            $ann[0], json_encode([
+                { key => 'x_apology', description => 'Apologises', met => \0 },
+                { key => 'x_refund', description => 'Offers the refund', met => \1 }]));
+
     ($st, my $same) = api('GET', '/review/team', $admin);
     is_deeply [$st, $same], [200, $team], 'an admin sees the same';
 };
