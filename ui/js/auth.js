@@ -2,7 +2,7 @@
 
 import { api, explain } from './api.js';
 import { h, announce } from './dom.js';
-import { setUser, go, state } from './app.js';
+import { setUser, refreshUser, go, state, isPublicHash } from './app.js';
 
 function field(id, label, attrs, hint) {
   return h('div.field',
@@ -24,10 +24,12 @@ function authPage(title, subtitle, form, footer) {
       h('div.bubble.b3', '“…okay. Thank you for listening.”')));
 }
 
-function afterLogin() {
+// login and register answer without the role; /auth/me has it
+async function afterLogin() {
+  try { await refreshUser(); } catch { /* the page asks again */ }
   const next = sessionStorage.getItem('after_login');
   sessionStorage.removeItem('after_login');
-  go(next && !next.startsWith('#/login') && !next.startsWith('#/signup') ? next : '#/');
+  go(next && !isPublicHash(next) ? next : '#/');
 }
 
 function submitting(form, busy, label) {
@@ -105,14 +107,19 @@ export async function renderLogin() {
   };
 }
 
-export async function renderSignup() {
+// #/signup, or #/invite/CODE (an invite link): the code is filled in
+export async function renderSignup({ params = [] } = {}) {
   if (state.user) { go('#/'); return { el: h('div'), title: '', page: 'signup' }; }
+  const invite = params[0] || '';
   const error = h('div.alert.alert-error', { role: 'alert', id: 'signup-error', hidden: true });
   const form = h('form', { novalidate: true, 'aria-describedby': 'signup-error' },
     field('display_name', 'Your name', { type: 'text', autocomplete: 'name', required: true, maxlength: 80, 'data-autofocus': true }),
     field('email', 'Email', { type: 'email', autocomplete: 'email', required: true }),
     field('password', 'Password', { type: 'password', autocomplete: 'new-password', required: true, minlength: 8 },
       'At least 8 characters.'),
+    field('invite_code', 'Invite code (optional)', { type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: 64, value: invite },
+      invite ? 'From your invitation: you join its organization with the role it gives.'
+        : 'If your organization sent you one. Without it you join as a trainee.'),
     error,
     h('button.btn.btn-primary.btn-block', { type: 'submit' }, 'Create account'));
   form.addEventListener('submit', async (e) => {
@@ -123,6 +130,8 @@ export async function renderSignup() {
       email: form.email.value.trim(),
       password: form.password.value,
     };
+    const code = form.invite_code.value.trim();
+    if (code) body.invite_code = code;
     const missing = ['display_name', 'email', 'password'].find((k) => !body[k]);
     if (missing) {
       error.textContent = 'Please fill in every field.';
@@ -144,10 +153,13 @@ export async function renderSignup() {
       if (err.code === 'rate_limited' && err.retryAfter) holdOff(form, error, err, 'Create account');
       if (err.code === 'weak_password') form.password.focus();
       if (err.code === 'email_taken') form.email.focus();
+      if (err.code === 'invalid_invite' || err.field === 'invite_code') form.invite_code.focus();
     }
   });
   return {
-    el: authPage('Create your account', 'Practise hard conversations with AI personas and track your progress.', form,
+    el: authPage(invite ? 'You are invited' : 'Create your account',
+      invite ? 'Create your account to join your team and practise hard conversations with AI personas.'
+        : 'Practise hard conversations with AI personas and track your progress.', form,
       ['Already have an account? ', h('a', { href: '#/login' }, 'Sign in')]),
     title: 'Sign up', page: 'signup',
   };
