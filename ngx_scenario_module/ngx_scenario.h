@@ -192,6 +192,7 @@ struct ngx_scenario_ctx_s {
     ngx_pwhash_job_t            *job;
     void                        *chat;
     void                        *resolve;
+    void                        *route;
 
     /* the flow's own state */
     json_t                      *body;
@@ -203,6 +204,8 @@ struct ngx_scenario_ctx_s {
     ngx_str_t                    org_name;
     json_t                      *user;
     json_t                      *extra;           /* keys for the answer */
+    json_t                      *answer;          /* held while Redis tells */
+    ngx_uint_t                   answer_status;
     u_char                       token[NGX_SCENARIO_TOKEN_LEN + 1];
     ngx_str_t                    key_email;
     ngx_str_t                    key_address;
@@ -242,6 +245,8 @@ void ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
     json_t *user, ngx_scenario_stamp_t *stamp);
 void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
+ngx_int_t ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_scenario_redis_pt handler);
 
 /* ngx_scenario_access.c */
 ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);
@@ -266,18 +271,40 @@ ngx_int_t ngx_scenario_query(ngx_http_request_t *r, const char *sql,
 ngx_int_t ngx_scenario_not_found(ngx_http_request_t *r,
     const char *what);
 
+/* ngx_scenario_call.c: endpoints that are one SQL function's call */
+/* NGX_OK with params added at *n, or NGX_DECLINED: answered, *rc */
+typedef ngx_int_t (*ngx_scenario_check_pt)(ngx_http_request_t *r,
+    json_t *body, ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc);
+
+typedef struct {
+    ngx_uint_t                   method;      /* NGX_HTTP_GET also HEAD */
+    const char                  *verb;        /* the URI's last segment */
+    const char                  *sql;         /* $1 the caller */
+    ngx_uint_t                   target;      /* $2 the URI's id */
+    ngx_scenario_check_pt        check;       /* reads a body, adds $n */
+    ngx_scenario_pg_pt           done;        /* ngx_scenario_call_done */
+} ngx_scenario_route_t;
+
+ngx_int_t ngx_scenario_route(ngx_http_request_t *r,
+    ngx_scenario_route_t *routes, ngx_uint_t n, const char *allow,
+    const char *what);
+#define ngx_scenario_routes(r, routes, allow, what)                          \
+    ngx_scenario_route(r, routes, sizeof(routes) / sizeof(routes[0]),        \
+                       allow, what)
+void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc);
+json_t *ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res);
+void ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *body);
+ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
+    const char *message);
+
 /* ngx_scenario_orgs.c */
 ngx_int_t ngx_scenario_org_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_members_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_member_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_invites_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_invite_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_call(ngx_http_request_t *r, const char *sql,
-    ngx_uint_t n, ngx_str_t *params);
-void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
-    ngx_int_t rc);
-ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
-    const char *message);
 
 /* ngx_scenario_authoring.c */
 ngx_int_t ngx_scenario_authoring_handler(ngx_http_request_t *r);

@@ -113,6 +113,25 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 
+-- a checked document (ngx_scenario_fields.c) as the content's columns
+CREATE FUNCTION author_fields(p_doc jsonb)
+RETURNS TABLE (title text, description text, difficulty text,
+               persona_name text, persona_role text, persona_prompt text,
+               backstory text, goal text, opening_line text,
+               good_resolution text, success_criteria jsonb, weights jsonb,
+               target_turns int, xp_reward int, pass_mark int)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_doc ->> 'title', p_doc ->> 'description',
+           p_doc ->> 'difficulty', p_doc #>> '{persona,name}',
+           p_doc #>> '{persona,role}', p_doc #>> '{persona,prompt}',
+           p_doc ->> 'backstory', p_doc ->> 'goal',
+           p_doc ->> 'opening_line', p_doc ->> 'good_resolution',
+           p_doc -> 'criteria', p_doc -> 'weights',
+           (p_doc ->> 'target_turns')::int, (p_doc ->> 'xp_reward')::int,
+           (p_doc ->> 'pass_mark')::int;
+$$;
+
+
 -- POST /authoring/scenarios: a draft, version 1
 CREATE FUNCTION author_create(p_caller bigint, p_doc jsonb)
 RETURNS TABLE (status int, body jsonb)
@@ -127,20 +146,13 @@ BEGIN
         RETURN;
     END IF;
 
-    INSERT INTO scenarios (slug, title, description, difficulty,
-        persona_name, persona_role, persona_prompt, backstory, goal,
-        opening_line, good_resolution, success_criteria, weights,
-        target_turns, xp_reward, pass_mark, org_id, status, created_by,
-        updated_by)
-    VALUES (md5(random()::text || clock_timestamp()::text),
-        p_doc ->> 'title', p_doc ->> 'description', p_doc ->> 'difficulty',
-        p_doc #>> '{persona,name}', p_doc #>> '{persona,role}',
-        p_doc #>> '{persona,prompt}', p_doc ->> 'backstory',
-        p_doc ->> 'goal', p_doc ->> 'opening_line',
-        p_doc ->> 'good_resolution', p_doc -> 'criteria',
-        p_doc -> 'weights', (p_doc ->> 'target_turns')::int,
-        (p_doc ->> 'xp_reward')::int, (p_doc ->> 'pass_mark')::int,
-        v_org, 'draft', p_caller, p_caller)
+    INSERT INTO scenarios (title, description, difficulty, persona_name,
+        persona_role, persona_prompt, backstory, goal, opening_line,
+        good_resolution, success_criteria, weights, target_turns,
+        xp_reward, pass_mark, slug, org_id, status, created_by, updated_by)
+    SELECT f.*, md5(random()::text || clock_timestamp()::text), v_org,
+           'draft', p_caller, p_caller
+    FROM author_fields(p_doc) f
     RETURNING * INTO v_sc;
 
     UPDATE scenarios sc SET slug = author_slug(v_sc.title, v_sc.id)
@@ -168,21 +180,10 @@ BEGIN
     END IF;
 
     UPDATE scenarios sc SET
-        title = p_doc ->> 'title',
-        description = p_doc ->> 'description',
-        difficulty = p_doc ->> 'difficulty',
-        persona_name = p_doc #>> '{persona,name}',
-        persona_role = p_doc #>> '{persona,role}',
-        persona_prompt = p_doc #>> '{persona,prompt}',
-        backstory = p_doc ->> 'backstory',
-        goal = p_doc ->> 'goal',
-        opening_line = p_doc ->> 'opening_line',
-        good_resolution = p_doc ->> 'good_resolution',
-        success_criteria = p_doc -> 'criteria',
-        weights = p_doc -> 'weights',
-        target_turns = (p_doc ->> 'target_turns')::int,
-        xp_reward = (p_doc ->> 'xp_reward')::int,
-        pass_mark = (p_doc ->> 'pass_mark')::int,
+        (title, description, difficulty, persona_name, persona_role,
+         persona_prompt, backstory, goal, opening_line, good_resolution,
+         success_criteria, weights, target_turns, xp_reward, pass_mark)
+        = (SELECT * FROM author_fields(p_doc)),
         updated_by = p_caller
     WHERE sc.id = p_id AND sc.org_id = v_org
     RETURNING * INTO v_sc;
