@@ -263,7 +263,10 @@ export async function renderEditor({ params }) {
       return;
     }
     const msg = box.querySelector(':scope > .field-error');
-    msg.textContent = err.field === path ? sentence : `${err.field.slice(path.length).replace(/^\./, '')}: ${sentence}`;
+    // what is left of the path: a line of a list ("keywords[0]"), or a key
+    const rest = err.field.slice(path.length).replace(/^\./, '');
+    const item = rest.match(/^\[(\d+)\]$/);
+    msg.textContent = !rest ? sentence : item ? `Line ${Number(item[1]) + 1}: ${sentence}` : `${rest}: ${sentence}`;
     msg.hidden = false;
     box.classList.add('has-error');
     const input = box.querySelector(':scope > input, :scope > textarea, :scope > select');
