@@ -220,13 +220,15 @@ try {
   assert.match(err, /^Must be 20 to 8000 characters/, `the persona prompt's error is under it (${err})`);
   assert.equal(await page.locator('#sc-persona-prompt').getAttribute('aria-invalid'), 'true');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'sc-persona-prompt', 'and has the focus');
-  assert.match(await text('#editor-error'), /not saved/);
+  assert.match(await text('#editor-error'), /^The scenario was not saved\. Persona prompt: Must be 20/,
+    'the bar by the Save button says which field');
   assert.match(page.url(), /#\/author\/new$/, 'nothing was created');
   await shot('editor-error');
   await fill('sc-persona-prompt', 'You are Robin Ash, anxious about your late medicine. Calm down only when a delivery today is promised.');
   await page.getByRole('button', { name: 'Create draft' }).click();
   err = await fieldError('criteria[1].keywords');
   assert.match(err, /^Line 1: Must be 1 to 60 characters/, `a keyword's error is under its criterion's keywords (${err})`);
+  assert.match(await text('#editor-error'), /Criterion 2, Keywords: Line 1/);
   assert.equal(await page.locator('.field[data-for="persona.prompt"] > .field-error').isVisible(), false,
     'the fixed field\'s error is gone');
   const drafts = (await apiGet('/authoring/scenarios')).body;

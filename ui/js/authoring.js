@@ -271,7 +271,9 @@ export async function renderEditor({ params }) {
     box.classList.add('has-error');
     const input = box.querySelector(':scope > input, :scope > textarea, :scope > select');
     input?.setAttribute('aria-invalid', 'true');
-    formErr.textContent = 'The scenario was not saved: fix the field marked below.';
+    const crit = box.closest('.criterion')?.querySelector('.crit-num')?.textContent;
+    const label = box.querySelector(':scope > label')?.textContent || err.field;
+    formErr.textContent = `The scenario was not saved. ${crit ? `${crit}, ` : ''}${label}: ${msg.textContent}`;
     formErr.hidden = false;
     (input || box).scrollIntoView({ block: 'center' });
     input?.focus({ preventScroll: true });
