@@ -54,6 +54,12 @@ const shot = async (name, opts = {}) => page.screenshot({ path: join(shots, `${n
 const onPage = (name) => page.locator(`body[data-page="${name}"]`).waitFor();
 const text = async (sel) => (await page.locator(sel).textContent()).trim();
 const me = () => page.evaluate(async () => { const r = await fetch('/auth/me'); return r.ok ? r.json() : { status: r.status }; });
+async function narrowFits(what) {
+  await page.setViewportSize({ width: 360, height: 740 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.setViewportSize({ width: 1280, height: 860 });
+  assert.ok(overflow <= 0, `no horizontal scrolling of ${what} at 360px (${overflow}px)`);
+}
 const apiGet = (path) => page.evaluate(async (p) => { const r = await fetch(p); return { status: r.status, body: await r.json().catch(() => null) }; }, path);
 
 async function signIn(who) {
@@ -124,6 +130,7 @@ try {
   assert.match(await top.textContent(), /Trainer invite.*Open/s, 'the new invite is listed, open, for a trainer');
   assert.ok(!(await top.textContent()).includes(code), 'the list does not show the code');
   await shot('org');
+  await narrowFits('the organization page');
 
   // reloading forgets the code: it was shown once
   await page.reload();
@@ -254,6 +261,7 @@ try {
   await page.getByRole('button', { name: 'Try in the chat' }).click();
   await onPage('chat');
   await page.locator('#trial-note').filter({ hasText: 'earns no XP' }).waitFor();
+  await shot('trial-chat');
   assert.equal(await text('.persona-head h1'), 'Robin Ash', 'the chat plays the draft\'s persona');
   await page.locator('#conn-status[data-state="connected"]').waitFor();
   await page.waitForFunction(() => document.querySelectorAll('#chat-log li.msg-assistant:not(.streaming)').length >= 1, null, { timeout: 20000 });
@@ -265,6 +273,7 @@ try {
   await page.getByRole('button', { name: 'Resolve' }).click();
   await onPage('summary');
   assert.equal(await text('#xp-gained'), '+0 XP', 'a trial earns no XP');
+  await shot('trial-summary');
   await page.locator('#trial-note').waitFor();
   assert.deepEqual(await page.locator('#criteria li').evaluateAll((els) => els.map((e) => e.dataset.key)),
     ['apologises_for_the_delay', 'books_a_delivery_for_today'], 'assessed against the draft\'s rubric');
@@ -288,10 +297,12 @@ try {
   await page.evaluate(() => document.getElementById('sec-rubric').scrollIntoView({ block: 'start' }));
   await page.evaluate(() => window.scrollBy(0, -80));
   await shot('editor');
+  await narrowFits('the editor');
   await page.getByRole('link', { name: '← All scenarios' }).click();
   await onPage('author');
   assert.match(await page.locator('section[data-status="published"]').textContent(), new RegExp(title2.replace(/[()]/g, '\\$&')),
     'the list shows it under Published');
+  await shot('author-list');
   await signOut();
 
   // --- a trainee sees it, and none of the trainer's pages

@@ -109,8 +109,18 @@ export async function renderLogin() {
 
 // #/signup, or #/invite/CODE (an invite link): the code is filled in
 export async function renderSignup({ params = [] } = {}) {
-  if (state.user) { go('#/'); return { el: h('div'), title: '', page: 'signup' }; }
   const invite = params[0] || '';
+  if (state.user && invite) {
+    // an invite link opened while signed in: it is for a new account
+    return {
+      el: h('section.card.narrow', { id: 'invite-signed-in' },
+        h('h1', 'You are signed in'),
+        h('p', `This invite link is for creating a new account, and you are signed in as ${state.user.display_name}. Log out first to use it, or open it in a private window.`),
+        h('p', h('a.btn.btn-primary', { href: '#/' }, 'Back to the dashboard'))),
+      title: 'Invite', page: 'signup',
+    };
+  }
+  if (state.user) { go('#/'); return { el: h('div'), title: '', page: 'signup' }; }
   const error = h('div.alert.alert-error', { role: 'alert', id: 'signup-error', hidden: true });
   const form = h('form', { novalidate: true, 'aria-describedby': 'signup-error' },
     field('display_name', 'Your name', { type: 'text', autocomplete: 'name', required: true, maxlength: 80, 'data-autofocus': true }),

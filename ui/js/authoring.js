@@ -321,6 +321,7 @@ export async function renderEditor({ params }) {
 
   async function tryIt(btn) {
     btn.disabled = true;
+    if (dirty && !(await save())) { btn.disabled = false; return; }
     try {
       const s = await api('POST', `/authoring/scenarios/${doc.id}/try`);
       sessionStorage.setItem(`trial:${s.id}`, String(doc.id));
@@ -366,9 +367,15 @@ export async function renderEditor({ params }) {
   renumber();
   paintStatus();
 
-  form.addEventListener('input', () => { saved.textContent = ''; });
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
+  // unsaved changes: Try saves them first, so that the trial plays them
+  let dirty = false;
+  const changed = () => { dirty = true; saved.textContent = ''; };
+  form.addEventListener('input', changed);
+  form.addEventListener('change', changed);
+  form.addEventListener('click', (e) => { if (e.target.closest('#add-criterion, .c-remove')) changed(); });
+  form.addEventListener('submit', (e) => { e.preventDefault(); save(); });
+
+  async function save() {
     clearErrors();
     saved.textContent = '';
     saveBtn.disabled = true;
@@ -387,19 +394,22 @@ export async function renderEditor({ params }) {
         : r.version !== before ? `Saved as version ${r.version}. Sessions already begun keep theirs.`
           : 'Saved (nothing changed).';
       announce(saved.textContent);
-      if (first) {
-        history.replaceState(null, '', `#/author/${r.id}`);
-        title.textContent = r.title;
-      }
+      // the address of the new draft, without rendering the page again
+      if (first) history.replaceState(null, '', `#/author/${r.id}`);
+      title.textContent = r.title;
+      document.title = `Edit ${r.title} · Scenario practice`;
+      dirty = false;
       paintStatus();
       versions.replaceChildren(...versionItems(r));
+      return true;
     } catch (err) {
       saveBtn.textContent = doc.id ? 'Save' : 'Create draft';
       saveBtn.disabled = false;
       if (err.field) showFieldError(err);
       else { formErr.textContent = `Could not save: ${explain(err)}`; formErr.hidden = false; }
+      return false;
     }
-  });
+  }
 
   const versionItems = (d) => (d.versions || []).slice().reverse()
     .map((v) => h('li', h('strong', `Version ${v.version}`), h('span.muted.small', ` ${fmtDate(v.created_at)}`)));

@@ -5,7 +5,7 @@
 
 import { api, explain } from './api.js';
 import { h, announce, initials, fmtDate } from './dom.js';
-import { state, refreshUser, isTrainer, isAdmin } from './app.js';
+import { state, go, refreshUser, isTrainer, isAdmin } from './app.js';
 
 const ROLES = [['trainee', 'Trainee'], ['trainer', 'Trainer'], ['admin', 'Admin']];
 const LIFETIMES = [[3600, '1 hour'], [86400, '1 day'], [604800, '7 days'], [2592000, '30 days']];
@@ -45,7 +45,8 @@ function memberRow(m, admin, errBox, onRemoved) {
       sel.dataset.was = r.role;
       row.dataset.role = r.role;
       announce(`${m.display_name} is now ${r.role === 'admin' ? 'an' : 'a'} ${r.role}.`);
-      if (me) await refreshUser();
+      // stepping down: the page (and the menu) as the new role sees it
+      if (me) { await refreshUser(); go('#/org'); return; }
     } catch (e) {
       sel.value = sel.dataset.was;
       errBox.textContent = `Could not change the role of ${m.display_name}: ${explain(e)}`;
@@ -68,6 +69,7 @@ function memberRow(m, admin, errBox, onRemoved) {
       try {
         await api('DELETE', `/org/members/${m.id}`);
         announce(`${m.display_name} was removed from the organization.`);
+        if (me) { await refreshUser(); go('#/'); return; }
         onRemoved(row);
       } catch (e) {
         actions.replaceChildren(remove);
