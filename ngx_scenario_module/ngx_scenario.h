@@ -54,6 +54,9 @@ typedef enum {
     NGX_SCENARIO_AUTHORING,
     NGX_SCENARIO_AUTHORING_SCENARIO,
     NGX_SCENARIO_AUTHORING_ACTION,
+    NGX_SCENARIO_ASSIGNMENTS,
+    NGX_SCENARIO_ASSIGNMENT,
+    NGX_SCENARIO_MY_ASSIGNMENTS,
     NGX_SCENARIO_NOT_FOUND
 } ngx_scenario_handler_e;
 
@@ -296,6 +299,8 @@ void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
 json_t *ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res);
 void ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
     json_t *body);
+ngx_int_t ngx_scenario_check_json(ngx_http_request_t *r, json_t *body,
+    ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc);
 ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
     const char *message);
 
@@ -310,6 +315,11 @@ ngx_int_t ngx_scenario_invite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_authoring_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_authoring_scenario_handler(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_authoring_action_handler(ngx_http_request_t *r);
+
+/* ngx_scenario_assignments.c */
+ngx_int_t ngx_scenario_assignments_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_assignment_handler(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_my_assignments_handler(ngx_http_request_t *r);
 
 /* ngx_scenario_fields.c */
 ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,

@@ -91,12 +91,5 @@ ngx_scenario_authoring_check(ngx_http_request_t *r, json_t *body,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_json_dump(r->pool, body, &params[*n]) != NGX_OK) {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_DECLINED;
-    }
-
-    (*n)++;
-
-    return NGX_OK;
+    return ngx_scenario_check_json(r, body, params, n, rc);
 }

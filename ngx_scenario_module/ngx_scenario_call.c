@@ -208,6 +208,7 @@ void
 ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
     json_t *body)
 {
+    json_t              *field;
     ngx_scenario_ctx_t  *ctx;
 
     if (body == NULL) {
@@ -215,6 +216,16 @@ ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
         r->headers_out.content_length_n = 0;
         r->header_only = 1;
         ngx_scenario_finalize(r, ngx_http_send_header(r));
+        return;
+    }
+
+    field = json_object_get(body, "field");
+
+    if (status == NGX_HTTP_BAD_REQUEST && json_is_string(field)) {
+        ngx_scenario_finalize(r, ngx_scenario_field_error(r,
+                              json_string_value(field),
+                              json_string_value(json_object_get(body,
+                                                                "message"))));
         return;
     }
 
@@ -235,6 +246,23 @@ ngx_scenario_call_answer(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     ngx_scenario_finalize(r, ngx_http_json_send(r, status, body));
+}
+
+
+/* a check that leaves the body to the SQL function: it is the next $n */
+
+ngx_int_t
+ngx_scenario_check_json(ngx_http_request_t *r, json_t *body,
+    ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc)
+{
+    if (ngx_http_json_dump(r->pool, body, &params[*n]) != NGX_OK) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_DECLINED;
+    }
+
+    (*n)++;
+
+    return NGX_OK;
 }
 
 

@@ -61,6 +61,9 @@ static ngx_conf_enum_t  ngx_scenario_handlers[] = {
     { ngx_string("authoring"), NGX_SCENARIO_AUTHORING },
     { ngx_string("authoring_scenario"), NGX_SCENARIO_AUTHORING_SCENARIO },
     { ngx_string("authoring_action"), NGX_SCENARIO_AUTHORING_ACTION },
+    { ngx_string("assignments"), NGX_SCENARIO_ASSIGNMENTS },
+    { ngx_string("assignment"), NGX_SCENARIO_ASSIGNMENT },
+    { ngx_string("my_assignments"), NGX_SCENARIO_MY_ASSIGNMENTS },
     { ngx_string("not_found"), NGX_SCENARIO_NOT_FOUND },
     { ngx_null_string, 0 }
 };
@@ -871,6 +874,15 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
 
     case NGX_SCENARIO_AUTHORING_ACTION:
         return ngx_scenario_authoring_action_handler(r);
+
+    case NGX_SCENARIO_ASSIGNMENTS:
+        return ngx_scenario_assignments_handler(r);
+
+    case NGX_SCENARIO_ASSIGNMENT:
+        return ngx_scenario_assignment_handler(r);
+
+    case NGX_SCENARIO_MY_ASSIGNMENTS:
+        return ngx_scenario_my_assignments_handler(r);
 
     case NGX_SCENARIO_NOT_FOUND:
         return ngx_scenario_not_found(r, "API path");
