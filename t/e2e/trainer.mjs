@@ -7,7 +7,9 @@
 // with a rubric, meets the API's field errors next to their fields, fixes
 // them, tries the draft in the chat without XP, publishes it and edits it
 // into version 2; a trainee sees it in the library and none of the
-// trainer's pages; the trainer archives it.  Screenshots go to
+// trainer's pages; the trainer assigns it to the trainee (a field error
+// first), the trainee sees the assignment, plays and resolves it, both see
+// its new status; the trainer archives it.  Screenshots go to
 // t/e2e/screenshots/; with E2E_UPDATE_DOCS=1, editor and org are also
 // copied to docs/screenshots/ (the README's pictures).
 import assert from 'node:assert/strict';
@@ -79,6 +81,7 @@ async function signOut() {
 async function navVisible() {
   return {
     author: await page.locator('#nav-author').isVisible(),
+    assign: await page.locator('#nav-assign').isVisible(),
     org: await page.locator('#nav-org').isVisible(),
   };
 }
@@ -97,7 +100,7 @@ try {
   // --- an admin: the organization page, invites
   step('admin signs in');
   await signIn(admin);
-  assert.deepEqual(await navVisible(), { author: true, org: true }, 'an admin sees both trainer pages in the menu');
+  assert.deepEqual(await navVisible(), { author: true, assign: true, org: true }, 'an admin sees both trainer pages in the menu');
   await page.getByRole('link', { name: 'Organization' }).click();
   await onPage('org');
   assert.equal(await text('h1'), 'Default organization', 'the organization\'s name');
@@ -151,7 +154,7 @@ try {
   await page.getByRole('button', { name: 'Create account' }).click();
   await onPage('dashboard');
   assert.equal((await me()).role, 'trainer', 'the new account has the invite\'s role');
-  assert.deepEqual(await navVisible(), { author: true, org: false }, 'a trainer sees Scenarios, not Organization');
+  assert.deepEqual(await navVisible(), { author: true, assign: true, org: false }, 'a trainer sees Scenarios and Assignments, not Organization');
   assert.match(await text('#who'), /Invited Trainer · trainer/, 'the header names the role');
   await signOut();
 
@@ -187,7 +190,7 @@ try {
   // --- the demo trainer writes a scenario
   step('trainer: new scenario');
   await signIn(trainer);
-  assert.deepEqual(await navVisible(), { author: true, org: false });
+  assert.deepEqual(await navVisible(), { author: true, assign: true, org: false });
   await page.getByRole('link', { name: 'Scenarios' }).click();
   await onPage('author');
   for (const g of ['Drafts', 'Published', 'Archived']) await page.getByRole('heading', { name: g }).waitFor();
@@ -310,16 +313,20 @@ try {
   await page.goto(`${base}/#/signup`);
   await onPage('signup');
   await page.getByLabel('Your name').fill('E2E Trainee Two');
-  await page.getByLabel('Email').fill(`e2e-trainee-${stamp}@example.com`);
+  const traineeEmail = `e2e-trainee-${stamp}@example.com`;
+  await page.getByLabel('Email').fill(traineeEmail);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Create account' }).click();
   await onPage('dashboard');
-  assert.equal((await me()).role, 'trainee');
+  const trainee = await me();
+  const traineeId = trainee.id;
+  assert.equal(trainee.role, 'trainee');
   const card = page.locator('li.scenario').filter({ hasText: title2 });
   await card.waitFor();
   assert.match(await card.textContent(), /Robin Ash.*\+80 XP|\+80 XP.*Robin Ash/s, 'the trainee is offered the published scenario');
-  assert.deepEqual(await navVisible(), { author: false, org: false }, 'a trainee sees no trainer menu');
-  for (const hash of ['#/author', `#/author/${id}`, '#/org']) {
+  assert.deepEqual(await navVisible(), { author: false, assign: false, org: false }, 'a trainee sees no trainer menu');
+  assert.equal(await page.locator('#my-assignments').count(), 0, 'and nothing assigned yet');
+  for (const hash of ['#/author', `#/author/${id}`, '#/assignments', '#/org']) {
     await page.goto(`${base}/${hash}`);
     await page.locator('#not-for-you').waitFor();
     assert.match(await text('#not-for-you'), /for the trainers and admins/, `${hash} is not for a trainee`);
@@ -329,9 +336,66 @@ try {
   await onPage('dashboard');
   await signOut();
 
-  // --- archive: the trainee's library no longer has it
+  // --- the trainer assigns it to that trainee
+  step('assign');
+  await signIn(trainer);
+  await page.getByRole('link', { name: 'Assignments' }).click();
+  await onPage('assignments');
+  await page.getByLabel('Scenario', { exact: true }).selectOption({ label: title2 });
+  await page.getByLabel('These trainees:').check();
+  await page.locator(`#as-members input[data-email="${traineeEmail}"]`).check();
+  const due = new Date(Date.now() + 7 * 86400e3);
+  const pad = (n) => String(n).padStart(2, '0');
+  await page.locator('#as-due').fill(`${due.getFullYear()}-${pad(due.getMonth() + 1)}-${pad(due.getDate())}T17:00`);
+  await page.locator('#as-score').fill('101');
+  await page.getByRole('button', { name: 'Assign', exact: true }).click();
+  const scoreErr = page.locator('#as-required_score-error');
+  await scoreErr.waitFor({ state: 'visible' });
+  assert.match(await scoreErr.textContent(), /0 to 100|0 and 100/, `the API's error is under the score (${await scoreErr.textContent()})`);
+  await page.locator('#as-score').fill('50');
+  await page.locator('#as-attempts').fill('2');
+  await page.getByRole('button', { name: 'Assign', exact: true }).click();
+  const assignment = page.locator('#assignments li.assignment').filter({ hasText: title2 });
+  await assignment.waitFor();
+  assert.match(await assignment.textContent(), /One trainee · due .* · score 50 to pass · 2 attempts/, 'the assignment and its terms');
+  const memberRow = assignment.locator(`li[data-user="${traineeId}"]`);
+  assert.match(await memberRow.textContent(), /E2E Trainee Two.*0 attempts.*Not started/s, 'the trainee has not started');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('assignments');
+  await signOut();
+
+  step('the trainee plays the assignment');
+  await signIn({ email: traineeEmail, password });
+  const mine = page.locator(`#my-assignments li[data-scenario="${id}"]`);
+  await mine.waitFor();
+  assert.match(await mine.textContent(), /Not started/, 'the dashboard lists the assignment, not started');
+  await mine.getByRole('button', { name: /Start/ }).click();
+  await onPage('chat');
+  assert.equal(await page.locator('#trial-note').count(), 0, 'a real session, not a trial');
+  await page.locator('#conn-status[data-state="connected"]').waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#chat-log li.msg-assistant:not(.streaming)').length >= 1, null, { timeout: 20000 });
+  await input.fill('I am so sorry about the delay, Robin. I have booked a courier for today, it arrives this afternoon.');
+  await input.press('Enter');
+  await page.waitForFunction(() => document.querySelectorAll('#chat-log li.msg-assistant:not(.streaming)').length >= 2
+    && !document.querySelector('#chat-log li.pending'), null, { timeout: 20000 });
+  await page.getByRole('button', { name: 'Resolve' }).click();
+  await onPage('summary');
+  const overall = Number(await page.locator('#overall').getAttribute('data-score'));
+  await page.getByRole('link', { name: 'Pick another scenario' }).click();
+  await onPage('dashboard');
+  const want = overall >= 50 ? 'passed' : 'in_progress';
+  assert.equal(await mine.locator('[data-status]').getAttribute('data-status'), want,
+    `after one attempt scoring ${overall} (50 to pass, 2 allowed) the status is ${want}`);
+  const best = Number((await mine.textContent()).match(/1 attempt · best (\d+)/)?.[1]);
+  assert.ok(Math.abs(best - overall) <= 1, `with the attempt and its score (best ${best}, overall ${overall})`);
+  await signOut();
+
+  // --- the trainer sees the status; archives the scenario
   step('archive');
   await signIn(trainer);
+  await page.goto(`${base}/#/assignments`);
+  await onPage('assignments');
+  assert.equal(await memberRow.locator('[data-status]').getAttribute('data-status'), want, 'the trainer sees the same status');
   await page.goto(`${base}/#/author/${id}`);
   await onPage('editor');
   await page.getByRole('button', { name: 'Archive' }).click();
@@ -344,6 +408,7 @@ try {
   if (process.env.E2E_UPDATE_DOCS === '1') {
     copyFileSync(join(shots, 'editor.png'), join(docs, 'editor.png'));
     copyFileSync(join(shots, 'org.png'), join(docs, 'org.png'));
+    copyFileSync(join(shots, 'assignments.png'), join(docs, 'assignments.png'));
   }
   step('ok');
 } catch (e) {

@@ -1,6 +1,7 @@
 // The app shell: a hash router (#/login, #/signup, #/invite/CODE, #/,
 // #/chat/ID, #/summary/ID, #/session/ID, and for trainers and admins
-// #/author, #/author/new, #/author/ID, #/org), the signed-in user, logout.
+// #/author, #/author/new, #/author/ID, #/assignments, #/org), the signed-in
+// user, logout.
 
 import { api, explain, setUnauthorizedHandler, ApiError } from './api.js';
 import { h, announce } from './dom.js';
@@ -9,6 +10,7 @@ import { renderDashboard } from './dashboard.js';
 import { renderChat, renderSummary, renderSession } from './session.js';
 import { renderAuthorList, renderEditor } from './authoring.js';
 import { renderOrg } from './org.js';
+import { renderAssignments } from './assignments.js';
 
 export const state = {
   user: null,
@@ -48,6 +50,7 @@ function showNav() {
   document.getElementById('who').textContent = state.user
     ? `${state.user.display_name}${role} · level ${state.user.level}` : '';
   document.getElementById('nav-author').hidden = !isTrainer();
+  document.getElementById('nav-assign').hidden = !isTrainer();
   document.getElementById('nav-org').hidden = !isAdmin();
 }
 
@@ -89,6 +92,7 @@ const routes = [
   [/^#\/session\/(\d+)$/, renderSession, true],
   [/^#\/author$/, renderAuthorList, true],
   [/^#\/author\/(new|\d+)$/, renderEditor, true],
+  [/^#\/assignments$/, renderAssignments, true],
   [/^#\/org$/, renderOrg, true],
 ];
 
