@@ -82,7 +82,7 @@ $out = `cd '$repo' && '$node' t/e2e/trainer.mjs 2>&1`;
 $rc = $? >> 8;
 is($rc, 0, 'the trainer\'s journey passes (t/e2e/trainer.mjs)') or diag($out);
 note($out) if $rc == 0;
-ok(-s "$shots/$_.png", "screenshot $_.png") for qw(org editor-error editor assignments);
+ok(-s "$shots/$_.png", "screenshot $_.png") for qw(org editor-error editor assignments dashboard-assigned);
 
 stop_nginx();
 done_testing();

@@ -10,8 +10,9 @@
 // trainer's pages; the trainer assigns it to the trainee (a field error
 // first), the trainee sees the assignment, plays and resolves it, both see
 // its new status; the trainer archives it.  Screenshots go to
-// t/e2e/screenshots/; with E2E_UPDATE_DOCS=1, editor and org are also
-// copied to docs/screenshots/ (the README's pictures).
+// t/e2e/screenshots/; with E2E_UPDATE_DOCS=1, editor, org, assignments
+// and dashboard-assigned are also copied to docs/screenshots/ (the
+// README's pictures).
 import assert from 'node:assert/strict';
 import { mkdirSync, copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -357,9 +358,9 @@ try {
   await page.getByRole('button', { name: 'Assign', exact: true }).click();
   const assignment = page.locator('#assignments li.assignment').filter({ hasText: title2 });
   await assignment.waitFor();
-  assert.match(await assignment.textContent(), /One trainee · due .* · score 50 to pass · 2 attempts/, 'the assignment and its terms');
+  assert.match(await assignment.textContent(), /One trainee · due .* · score 50 to pass · up to 2 attempts/, 'the assignment and its terms');
   const memberRow = assignment.locator(`li[data-user="${traineeId}"]`);
-  assert.match(await memberRow.textContent(), /E2E Trainee Two.*0 attempts.*Not started/s, 'the trainee has not started');
+  assert.match(await memberRow.textContent(), /E2E Trainee Two.*0 attempts made.*Not started/s, 'the trainee has not started');
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('assignments');
   await signOut();
@@ -369,6 +370,7 @@ try {
   const mine = page.locator(`#my-assignments li[data-scenario="${id}"]`);
   await mine.waitFor();
   assert.match(await mine.textContent(), /Not started/, 'the dashboard lists the assignment, not started');
+  await shot('dashboard-assigned');
   await mine.getByRole('button', { name: /Start/ }).click();
   await onPage('chat');
   assert.equal(await page.locator('#trial-note').count(), 0, 'a real session, not a trial');
@@ -386,7 +388,7 @@ try {
   const want = overall >= 50 ? 'passed' : 'in_progress';
   assert.equal(await mine.locator('[data-status]').getAttribute('data-status'), want,
     `after one attempt scoring ${overall} (50 to pass, 2 allowed) the status is ${want}`);
-  const best = Number((await mine.textContent()).match(/1 attempt · best (\d+)/)?.[1]);
+  const best = Number((await mine.textContent()).match(/1 attempt made · best (\d+)/)?.[1]);
   assert.ok(Math.abs(best - overall) <= 1, `with the attempt and its score (best ${best}, overall ${overall})`);
   await signOut();
 
@@ -409,6 +411,7 @@ try {
     copyFileSync(join(shots, 'editor.png'), join(docs, 'editor.png'));
     copyFileSync(join(shots, 'org.png'), join(docs, 'org.png'));
     copyFileSync(join(shots, 'assignments.png'), join(docs, 'assignments.png'));
+    copyFileSync(join(shots, 'dashboard-assigned.png'), join(docs, 'dashboard-assigned.png'));
   }
   step('ok');
 } catch (e) {

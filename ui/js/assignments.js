@@ -21,8 +21,13 @@ function terms(a) {
   return [
     a.due_at ? `due ${fmtDate(a.due_at)}` : 'no due date',
     a.required_score !== null && a.required_score !== undefined ? `score ${a.required_score} to pass` : null,
-    a.max_attempts ? `${a.max_attempts} attempt${a.max_attempts === 1 ? '' : 's'}` : null,
+    a.max_attempts ? `up to ${a.max_attempts} attempt${a.max_attempts === 1 ? '' : 's'}` : null,
   ].filter(Boolean).join(' · ');
+}
+
+function progress(p) {
+  const best = p.best_score !== null && p.best_score !== undefined ? ` · best ${p.best_score}` : '';
+  return `${p.attempts} attempt${p.attempts === 1 ? '' : 's'} made${best}`;
 }
 
 // The trainee's side: a card for the dashboard, or null when none.
@@ -38,7 +43,7 @@ export function myAssignmentsCard(list, onStart) {
         h('div',
           h('strong', a.scenario.title),
           h('div.muted.small', terms(a)),
-          h('div.muted.small', `${a.attempts} attempt${a.attempts === 1 ? '' : 's'}${a.best_score !== null && a.best_score !== undefined ? ` · best ${a.best_score}` : ''}`)),
+          h('div.muted.small', progress(a))),
         statusBadge(a.status), btn);
     })));
 }
@@ -123,7 +128,7 @@ export async function renderAssignments() {
       a.members?.length
         ? h('ul.assignment-members', a.members.map((m) => h('li', { dataset: { user: m.user_id } },
           h('span.lb-name', m.display_name),
-          h('span.muted.small', `${m.attempts} attempt${m.attempts === 1 ? '' : 's'}${m.best_score !== null && m.best_score !== undefined ? ` · best ${m.best_score}` : ''}`),
+          h('span.muted.small', progress(m)),
           statusBadge(m.status))))
         : h('p.muted.small', 'No trainee yet.'));
   }
