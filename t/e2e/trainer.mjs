@@ -198,7 +198,9 @@ try {
   await page.getByRole('link', { name: 'New scenario' }).click();
   await onPage('editor');
 
-  const title = `Late delivery, anxious patient ${stamp}`;
+  // found by id or slug below, so the title may repeat across runs
+  const title = 'Late delivery, anxious patient';
+  const countBefore = (await apiGet('/authoring/scenarios')).body.length;
   const fill = (id, v) => page.locator(`#${id}`).fill(v);
   await fill('sc-title', title);
   await fill('sc-description', 'A patient calls because their prescription was not delivered on time.');
@@ -233,7 +235,8 @@ try {
   assert.equal(await page.evaluate(() => document.activeElement.id), 'sc-persona-prompt', 'and has the focus');
   assert.match(await text('#editor-error'), /^The scenario was not saved\. Persona prompt: Must be 20/,
     'the bar by the Save button says which field');
-  assert.match(page.url(), /#\/author\/new$/, 'nothing was created');
+  assert.match(page.url(), /#\/author\/new$/, 'still a new scenario');
+  assert.equal((await apiGet('/authoring/scenarios')).body.length, countBefore, 'nothing was stored');
   await shot('editor-error');
   await fill('sc-persona-prompt', 'You are Robin Ash, anxious about your late medicine. Calm down only when a delivery today is promised.');
   await page.getByRole('button', { name: 'Create draft' }).click();
@@ -242,8 +245,7 @@ try {
   assert.match(await text('#editor-error'), /Criterion 2, Keywords: Line 1/);
   assert.equal(await page.locator('.field[data-for="persona.prompt"] > .field-error').isVisible(), false,
     'the fixed field\'s error is gone');
-  const drafts = (await apiGet('/authoring/scenarios')).body;
-  assert.ok(!drafts.some((s) => s.title === title), 'still nothing stored');
+  assert.equal((await apiGet('/authoring/scenarios')).body.length, countBefore, 'still nothing stored');
   await fill('crit-1-keywords', 'courier\ntoday');
   await page.getByRole('button', { name: 'Create draft' }).click();
   await page.locator('#saved-note').filter({ hasText: 'Draft created (version 1)' }).waitFor();
@@ -291,7 +293,7 @@ try {
   await page.locator('#editor-status[data-status="published"]').waitFor();
   assert.match(await text('#saved-note'), /Published/);
   assert.equal(await page.getByRole('button', { name: 'Publish' }).count(), 0, 'no Publish button once published');
-  const title2 = `${title} (v2)`;
+  const title2 = 'Late delivery, an anxious patient';
   await fill('sc-title', title2);
   await page.getByRole('button', { name: 'Save' }).click();
   await page.locator('#saved-note').filter({ hasText: 'Saved as version 2' }).waitFor();
@@ -304,7 +306,7 @@ try {
   await narrowFits('the editor');
   await page.getByRole('link', { name: '← All scenarios' }).click();
   await onPage('author');
-  assert.match(await page.locator('section[data-status="published"]').textContent(), new RegExp(title2.replace(/[()]/g, '\\$&')),
+  assert.match(await page.locator(`section[data-status="published"] li[data-id="${id}"]`).textContent(), new RegExp(title2),
     'the list shows it under Published');
   await shot('author-list');
   await signOut();
@@ -322,8 +324,9 @@ try {
   const trainee = await me();
   const traineeId = trainee.id;
   assert.equal(trainee.role, 'trainee');
-  const card = page.locator('li.scenario').filter({ hasText: title2 });
+  const card = page.locator(`li.scenario[data-slug="${stored.slug}"]`);
   await card.waitFor();
+  assert.match(await card.locator('h3').textContent(), new RegExp(`^${title2}$`), 'the published version 2');
   assert.match(await card.textContent(), /Robin Ash.*\+80 XP|\+80 XP.*Robin Ash/s, 'the trainee is offered the published scenario');
   assert.deepEqual(await navVisible(), { author: false, assign: false, org: false }, 'a trainee sees no trainer menu');
   assert.equal(await page.locator('#my-assignments').count(), 0, 'and nothing assigned yet');
@@ -342,7 +345,7 @@ try {
   await signIn(trainer);
   await page.getByRole('link', { name: 'Assignments' }).click();
   await onPage('assignments');
-  await page.getByLabel('Scenario', { exact: true }).selectOption({ label: title2 });
+  await page.getByLabel('Scenario', { exact: true }).selectOption(String(id));
   await page.getByLabel('These trainees:').check();
   await page.locator(`#as-members input[data-email="${traineeEmail}"]`).check();
   const due = new Date(Date.now() + 7 * 86400e3);
@@ -356,7 +359,7 @@ try {
   await page.locator('#as-score').fill('50');
   await page.locator('#as-attempts').fill('2');
   await page.getByRole('button', { name: 'Assign', exact: true }).click();
-  const assignment = page.locator('#assignments li.assignment').filter({ hasText: title2 });
+  const assignment = page.locator(`#assignments li.assignment[data-scenario="${id}"]`);
   await assignment.waitFor();
   assert.match(await assignment.textContent(), /One trainee · due .* · score 50 to pass · up to 2 attempts/, 'the assignment and its terms');
   const memberRow = assignment.locator(`li[data-user="${traineeId}"]`);

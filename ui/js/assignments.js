@@ -120,7 +120,7 @@ export async function renderAssignments() {
         errBox.hidden = false;
       }
     });
-    return h('li.card.assignment', { dataset: { id: a.id } },
+    return h('li.card.assignment', { dataset: { id: a.id, scenario: a.scenario.id } },
       h('div.assignment-head',
         h('div', h('strong', a.scenario.title),
           h('div.muted.small', `${a.user_id === null ? 'Every trainee' : 'One trainee'} · ${terms(a)}`)),
