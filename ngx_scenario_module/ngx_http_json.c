@@ -17,9 +17,13 @@ static u_char *ngx_http_json_collect(ngx_http_request_t *r, size_t max,
     size_t *len, ngx_int_t *rc);
 static void ngx_http_json_cleanup(void *data);
 static const char *ngx_http_json_error_text(enum json_error_code code);
+static u_char *ngx_http_json_path(u_char *data, size_t pos, u_char *out,
+    u_char *last);
+static u_char *ngx_http_json_index(u_char *p, u_char *last, ngx_uint_t n);
 
 
-#define NGX_HTTP_JSON_MSG_LEN  128
+#define NGX_HTTP_JSON_MSG_LEN  256
+#define NGX_HTTP_JSON_DEPTH    16
 
 
 static ngx_str_t  ngx_http_json_type =
@@ -99,6 +103,7 @@ ngx_http_json_body(ngx_http_request_t *r, size_t max, ngx_int_t *rc)
 json_t *
 ngx_http_json_parse(u_char *data, size_t len, u_char *msg, size_t size)
 {
+    u_char        *p;
     json_t        *json;
     json_error_t   err;
 
@@ -109,10 +114,23 @@ ngx_http_json_parse(u_char *data, size_t len, u_char *msg, size_t size)
     }
 
     if (size) {
-        *ngx_snprintf(msg, size - 1,
-                      "invalid JSON: %s at line %d, column %d (byte %d)",
-                      ngx_http_json_error_text(json_error_code(&err)),
-                      err.line, err.column, err.position) = '\0';
+        p = ngx_snprintf(msg, size - 1,
+                         "invalid JSON: %s at line %d, column %d (byte %d)",
+                         ngx_http_json_error_text(json_error_code(&err)),
+                         err.line, err.column, err.position);
+
+        /*
+         * a string that is not UTF-8: which field ("persona.name",
+         * "criteria[1].keywords[0]"), so that a client can say which
+         * of its texts is broken
+         */
+        if (json_error_code(&err) == json_error_invalid_utf8
+            && err.position > 0 && (size_t) err.position <= len)
+        {
+            p = ngx_http_json_path(data, err.position, p, msg + size - 1);
+        }
+
+        *p = '\0';
     }
 
     return NULL;
@@ -490,6 +508,166 @@ static void
 ngx_http_json_cleanup(void *data)
 {
     json_decref(data);
+}
+
+
+/*
+ * The path of the value that holds byte pos, as ' in "a.b[2]"', written
+ * at out: the text before pos was valid JSON for the parser, so a small
+ * scan of its containers and keys finds it.  Printable ASCII only (other
+ * bytes of a key become '?'); nothing when pos is at the top level.
+ */
+
+static u_char *
+ngx_http_json_path(u_char *data, size_t pos, u_char *out, u_char *last)
+{
+    u_char      *p, *end, *start, *k, *o;
+    ngx_uint_t   depth, string, key, i;
+    struct {
+        u_char      *key;
+        size_t       len;
+        ngx_uint_t   index;
+        unsigned     array:1;
+        unsigned     want_key:1;
+    } f[NGX_HTTP_JSON_DEPTH];
+
+    depth = 0;
+    string = 0;
+    key = 0;
+    start = NULL;
+    end = data + pos;
+
+    for (p = data; p < end; p++) {
+
+        if (string) {
+            if (*p == '\\') {
+                p++;
+
+            } else if (*p == '"') {
+                string = 0;
+
+                if (key && depth <= NGX_HTTP_JSON_DEPTH) {
+                    f[depth - 1].key = start;
+                    f[depth - 1].len = p - start;
+                }
+            }
+
+            continue;
+        }
+
+        switch (*p) {
+
+        case '{':
+        case '[':
+            if (depth < NGX_HTTP_JSON_DEPTH) {
+                f[depth].key = NULL;
+                f[depth].len = 0;
+                f[depth].index = 0;
+                f[depth].array = (*p == '[');
+                f[depth].want_key = (*p == '{');
+            }
+
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (depth) {
+                depth--;
+            }
+            break;
+
+        case ',':
+            if (depth && depth <= NGX_HTTP_JSON_DEPTH) {
+                f[depth - 1].index++;
+                f[depth - 1].want_key = !f[depth - 1].array;
+            }
+            break;
+
+        case ':':
+            if (depth && depth <= NGX_HTTP_JSON_DEPTH) {
+                f[depth - 1].want_key = 0;
+            }
+            break;
+
+        case '"':
+            string = 1;
+            start = p + 1;
+            key = depth && depth <= NGX_HTTP_JSON_DEPTH
+                  && !f[depth - 1].array && f[depth - 1].want_key;
+            break;
+        }
+    }
+
+    if (depth > NGX_HTTP_JSON_DEPTH) {
+        depth = NGX_HTTP_JSON_DEPTH;
+    }
+
+    if (depth == 0 || last - out < 8) {
+        return out;
+    }
+
+    o = ngx_cpymem(out, " in \"", 5);
+
+    for (i = 0; i < depth && o < last - 1; i++) {
+
+        if (f[i].array) {
+            o = ngx_http_json_index(o, last - 1, f[i].index);
+            continue;
+        }
+
+        if (f[i].key == NULL || f[i].want_key) {
+            break;
+        }
+
+        if (i > 0 && o < last - 1) {
+            *o++ = '.';
+        }
+
+        for (k = f[i].key; k < f[i].key + f[i].len && o < last - 1; k++) {
+            *o++ = (*k >= 0x20 && *k < 0x7f && *k != '"' && *k != '\\')
+                   ? *k : '?';
+        }
+    }
+
+    if (o == out + 5) {
+        return out;
+    }
+
+    *o++ = '"';
+
+    return o;
+}
+
+
+/* "[n]" at p, if it fits before last */
+
+static u_char *
+ngx_http_json_index(u_char *p, u_char *last, ngx_uint_t n)
+{
+    u_char   digits[NGX_INT_T_LEN];
+    size_t   len;
+
+    len = 0;
+
+    do {
+        digits[len++] = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n && len < sizeof(digits));
+
+    if ((size_t) (last - p) < len + 2) {
+        return p;
+    }
+
+    *p++ = '[';
+
+    while (len) {
+        *p++ = digits[--len];
+    }
+
+    *p++ = ']';
+
+    return p;
 }
 
 

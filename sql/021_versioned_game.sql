@@ -217,5 +217,6 @@ BEGIN
 END;
 $$;
 
+-- Re-runnable: CREATE OR REPLACE and IF NOT EXISTS throughout.
 INSERT INTO schema_migrations (version) VALUES ('021_versioned_game')
 ON CONFLICT DO NOTHING;

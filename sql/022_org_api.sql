@@ -11,17 +11,17 @@
 -- Roles are read from users on every call and never cached, so a role
 -- change or a removal holds at once on every worker of every nginx.
 
-CREATE FUNCTION api_err(p_code text, p_message text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION api_err(p_code text, p_message text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object('code', p_code, 'message', p_message);
 $$;
 
-CREATE FUNCTION api_time(p_t timestamptz) RETURNS text
+CREATE OR REPLACE FUNCTION api_time(p_t timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT to_char(p_t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
 $$;
 
-CREATE FUNCTION org_member_doc(u users) RETURNS jsonb
+CREATE OR REPLACE FUNCTION org_member_doc(u users) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('id', u.id, 'email', u.email,
                               'display_name', u.display_name,
@@ -29,7 +29,7 @@ LANGUAGE sql STABLE AS $$
                               'created_at', api_time(u.created_at));
 $$;
 
-CREATE FUNCTION org_invite_doc(i invites) RETURNS jsonb
+CREATE OR REPLACE FUNCTION org_invite_doc(i invites) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', i.id, 'role', i.role,
@@ -44,7 +44,7 @@ $$;
 
 
 -- GET /org: the caller's organization and role
-CREATE FUNCTION org_get(p_caller bigint)
+CREATE OR REPLACE FUNCTION org_get(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT 200, jsonb_build_object('id', o.id, 'name', o.name,
@@ -61,7 +61,7 @@ $$;
 
 
 -- GET /org/members: trainers and admins
-CREATE FUNCTION org_members(p_caller bigint)
+CREATE OR REPLACE FUNCTION org_members(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -86,7 +86,7 @@ $$;
 
 
 -- the caller is an admin of an organization: its id, else NULL
-CREATE FUNCTION org_admin_of(p_caller bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION org_admin_of(p_caller bigint) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT u.org_id FROM users u
     WHERE u.id = p_caller AND u.role = 'admin' AND u.org_id IS NOT NULL;
@@ -97,7 +97,7 @@ $$;
 -- p_role NULL removes the member from the organization (they keep their
 -- account and history, and see only the global scenarios).  The last
 -- admin cannot leave or be demoted: 409.
-CREATE FUNCTION org_member_change(p_caller bigint, p_target bigint,
+CREATE OR REPLACE FUNCTION org_member_change(p_caller bigint, p_target bigint,
     p_role text)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
@@ -153,7 +153,7 @@ $$;
 
 -- POST /org/invites: admins; p_hash is the hex SHA-256 of the code the
 -- module made and answers once
-CREATE FUNCTION org_invite_create(p_caller bigint, p_role text,
+CREATE OR REPLACE FUNCTION org_invite_create(p_caller bigint, p_role text,
     p_hash text, p_ttl int)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
@@ -181,7 +181,7 @@ $$;
 
 
 -- GET /org/invites: admins
-CREATE FUNCTION org_invites(p_caller bigint)
+CREATE OR REPLACE FUNCTION org_invites(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -205,7 +205,7 @@ $$;
 
 
 -- DELETE /org/invites/{id}: admins; a used invite stays used
-CREATE FUNCTION org_invite_revoke(p_caller bigint, p_id bigint)
+CREATE OR REPLACE FUNCTION org_invite_revoke(p_caller bigint, p_id bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -240,7 +240,7 @@ $$;
 -- account of a fresh install) or when p_admin (scenario_admin_email).
 -- No row: the email is taken.  error 'invalid_invite': unknown, used,
 -- revoked or expired; nothing is stored.
-CREATE FUNCTION org_register(p_email text, p_hash text, p_name text,
+CREATE OR REPLACE FUNCTION org_register(p_email text, p_hash text, p_name text,
     p_code_hash text, p_org_name text, p_admin boolean)
 RETURNS TABLE (id bigint, email text, display_name text, xp bigint,
                level int, error text)
@@ -313,5 +313,6 @@ BEGIN
 END;
 $$;
 
+-- Re-runnable: CREATE OR REPLACE and IF NOT EXISTS throughout.
 INSERT INTO schema_migrations (version) VALUES ('022_org_api')
 ON CONFLICT DO NOTHING;

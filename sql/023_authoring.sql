@@ -8,7 +8,7 @@
 -- guard.  An edit that changes the content makes a new version (the
 -- triggers of 020); a session keeps the version it began with.
 
-CREATE FUNCTION author_summary(sc scenarios) RETURNS jsonb
+CREATE OR REPLACE FUNCTION author_summary(sc scenarios) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', sc.id, 'slug', sc.slug, 'status', sc.status,
@@ -17,7 +17,7 @@ LANGUAGE sql STABLE AS $$
         'updated_at', api_time(sc.updated_at));
 $$;
 
-CREATE FUNCTION author_doc(sc scenarios) RETURNS jsonb
+CREATE OR REPLACE FUNCTION author_doc(sc scenarios) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT author_summary(sc) || jsonb_build_object(
         'description', sc.description,
@@ -43,13 +43,13 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- the organization of a trainer or admin, else NULL
-CREATE FUNCTION author_org(p_caller bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION author_org(p_caller bigint) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT u.org_id FROM users u
     WHERE u.id = p_caller AND u.role IN ('trainer', 'admin');
 $$;
 
-CREATE FUNCTION author_forbidden() RETURNS jsonb
+CREATE OR REPLACE FUNCTION author_forbidden() RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT api_err('forbidden',
                    'this needs the trainer or admin role in an organization');
@@ -57,7 +57,7 @@ $$;
 
 
 -- GET /authoring/scenarios: the organization's, every status
-CREATE FUNCTION author_list(p_caller bigint)
+CREATE OR REPLACE FUNCTION author_list(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -77,7 +77,7 @@ $$;
 
 
 -- GET /authoring/scenarios/{id}
-CREATE FUNCTION author_get(p_caller bigint, p_id int)
+CREATE OR REPLACE FUNCTION author_get(p_caller bigint, p_id int)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -105,7 +105,7 @@ $$;
 
 -- a slug unique everywhere without revealing other organizations' ones:
 -- the title's words and the id
-CREATE FUNCTION author_slug(p_title text, p_id int) RETURNS text
+CREATE OR REPLACE FUNCTION author_slug(p_title text, p_id int) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(nullif(left(trim(BOTH '-' FROM
                lower(regexp_replace(p_title, '[^a-zA-Z0-9]+', '-', 'g'))),
@@ -114,7 +114,7 @@ $$;
 
 
 -- a checked document (ngx_scenario_fields.c) as the content's columns
-CREATE FUNCTION author_fields(p_doc jsonb)
+CREATE OR REPLACE FUNCTION author_fields(p_doc jsonb)
 RETURNS TABLE (title text, description text, difficulty text,
                persona_name text, persona_role text, persona_prompt text,
                backstory text, goal text, opening_line text,
@@ -133,7 +133,7 @@ $$;
 
 
 -- POST /authoring/scenarios: a draft, version 1
-CREATE FUNCTION author_create(p_caller bigint, p_doc jsonb)
+CREATE OR REPLACE FUNCTION author_create(p_caller bigint, p_doc jsonb)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -166,7 +166,7 @@ $$;
 
 -- PUT /authoring/scenarios/{id}: every field, a new version if any
 -- changed; the status stays
-CREATE FUNCTION author_update(p_caller bigint, p_id int, p_doc jsonb)
+CREATE OR REPLACE FUNCTION author_update(p_caller bigint, p_id int, p_doc jsonb)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -199,7 +199,8 @@ $$;
 
 
 -- POST /authoring/scenarios/{id}/publish and .../archive
-CREATE FUNCTION author_set_status(p_caller bigint, p_id int, p_status text)
+CREATE OR REPLACE FUNCTION author_set_status(p_caller bigint, p_id int,
+    p_status text)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -228,7 +229,7 @@ $$;
 
 -- POST /authoring/scenarios/{id}/try: a trial session of the current
 -- version, whatever its status, for the caller; it earns nothing (021)
-CREATE FUNCTION author_try(p_caller bigint, p_id int)
+CREATE OR REPLACE FUNCTION author_try(p_caller bigint, p_id int)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -258,5 +259,6 @@ BEGIN
 END;
 $$;
 
+-- Re-runnable: CREATE OR REPLACE and IF NOT EXISTS throughout.
 INSERT INTO schema_migrations (version) VALUES ('023_authoring')
 ON CONFLICT DO NOTHING;

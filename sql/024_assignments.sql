@@ -15,7 +15,7 @@
 --   not_started  none yet
 -- Attempts beyond max_attempts may still be played; they do not count.
 
-CREATE TABLE assignments (
+CREATE TABLE IF NOT EXISTS assignments (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org_id         bigint      NOT NULL REFERENCES organizations (id)
                                ON DELETE CASCADE,
@@ -30,13 +30,13 @@ CREATE TABLE assignments (
     cancelled_at   timestamptz
 );
 
-CREATE INDEX assignments_org_idx ON assignments (org_id, id)
+CREATE INDEX IF NOT EXISTS assignments_org_idx ON assignments (org_id, id)
     WHERE cancelled_at IS NULL;
-CREATE INDEX assignments_user_idx ON assignments (user_id)
+CREATE INDEX IF NOT EXISTS assignments_user_idx ON assignments (user_id)
     WHERE cancelled_at IS NULL;
 
 
-CREATE FUNCTION assignment_progress(a assignments, p_user bigint)
+CREATE OR REPLACE FUNCTION assignment_progress(a assignments, p_user bigint)
 RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH tries AS (
@@ -69,7 +69,7 @@ LANGUAGE sql STABLE AS $$
     FROM t;
 $$;
 
-CREATE FUNCTION assignment_doc(a assignments) RETURNS jsonb
+CREATE OR REPLACE FUNCTION assignment_doc(a assignments) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', a.id,
@@ -86,7 +86,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- the members an assignment is for, now
-CREATE FUNCTION assignment_members(a assignments)
+CREATE OR REPLACE FUNCTION assignment_members(a assignments)
 RETURNS SETOF users
 LANGUAGE sql STABLE AS $$
     SELECT u.* FROM users u
@@ -95,11 +95,38 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 
-CREATE FUNCTION api_field_err(p_field text, p_message text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION api_field_err(p_field text, p_message text)
+RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT jsonb_build_object('code', 'bad_request',
                               'message', '"' || p_field || '" ' || p_message,
                               'field', p_field);
+$$;
+
+
+-- NULL when p_key is absent or an integer from p_min to p_max, else the
+-- 400 that names it
+CREATE OR REPLACE FUNCTION api_int_check(p_doc jsonb, p_key text,
+    p_min int, p_max int)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- statements, not one expression: the cast runs only after the test
+    IF NOT p_doc ? p_key THEN
+        RETURN NULL;
+    END IF;
+
+    IF jsonb_typeof(p_doc -> p_key) = 'number'
+       AND (p_doc ->> p_key) ~ '^-?[0-9]{1,9}$'
+    THEN
+        IF (p_doc ->> p_key)::int BETWEEN p_min AND p_max THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    RETURN api_field_err(p_key, format('must be an integer from %s to %s',
+                                       p_min, p_max));
+END;
 $$;
 
 
@@ -108,7 +135,7 @@ $$;
 -- or one for the whole organization.  The scenario must be one the
 -- organization's trainees may play; the members must be the
 -- organization's (else 404, as for anything of another organization).
-CREATE FUNCTION assignment_create(p_caller bigint, p_doc jsonb)
+CREATE OR REPLACE FUNCTION assignment_create(p_caller bigint, p_doc jsonb)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -120,6 +147,7 @@ DECLARE
     v_score    int;
     v_max      int;
     v_key      text;
+    v_err      jsonb;
 BEGIN
     IF v_org IS NULL THEN
         RETURN QUERY SELECT 403, author_forbidden();
@@ -136,11 +164,15 @@ BEGIN
         RETURN;
     END IF;
 
-    IF jsonb_typeof(p_doc -> 'scenario_id') IS DISTINCT FROM 'number'
-       OR (p_doc ->> 'scenario_id') !~ '^[1-9][0-9]{0,8}$'
-    THEN
-        RETURN QUERY SELECT 400, api_field_err('scenario_id',
-            'must be a scenario''s id');
+    v_err := coalesce(
+        CASE WHEN NOT p_doc ? 'scenario_id'
+             THEN api_field_err('scenario_id', 'is required') END,
+        api_int_check(p_doc, 'scenario_id', 1, 999999999),
+        api_int_check(p_doc, 'required_score', 0, 100),
+        api_int_check(p_doc, 'max_attempts', 1, 100));
+
+    IF v_err IS NOT NULL THEN
+        RETURN QUERY SELECT 400, v_err;
         RETURN;
     END IF;
 
@@ -181,30 +213,8 @@ BEGIN
         END;
     END IF;
 
-    IF p_doc ? 'required_score' THEN
-        IF jsonb_typeof(p_doc -> 'required_score') IS DISTINCT FROM 'number'
-           OR (p_doc ->> 'required_score') !~ '^[0-9]{1,3}$'
-           OR (p_doc ->> 'required_score')::int > 100
-        THEN
-            RETURN QUERY SELECT 400, api_field_err('required_score',
-                'must be an integer from 0 to 100');
-            RETURN;
-        END IF;
-
-        v_score := (p_doc ->> 'required_score')::int;
-    END IF;
-
-    IF p_doc ? 'max_attempts' THEN
-        IF jsonb_typeof(p_doc -> 'max_attempts') IS DISTINCT FROM 'number'
-           OR (p_doc ->> 'max_attempts') !~ '^[1-9][0-9]?$|^100$'
-        THEN
-            RETURN QUERY SELECT 400, api_field_err('max_attempts',
-                'must be an integer from 1 to 100');
-            RETURN;
-        END IF;
-
-        v_max := (p_doc ->> 'max_attempts')::int;
-    END IF;
+    v_score := (p_doc ->> 'required_score')::int;
+    v_max := (p_doc ->> 'max_attempts')::int;
 
     IF NOT EXISTS (SELECT 1 FROM scenarios sc
                    WHERE sc.id = v_scenario AND sc.status = 'published'
@@ -238,7 +248,7 @@ $$;
 
 
 -- GET /assignments: the organization's, each with its members' progress
-CREATE FUNCTION assignment_list(p_caller bigint)
+CREATE OR REPLACE FUNCTION assignment_list(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -265,7 +275,7 @@ $$;
 
 
 -- DELETE /assignments/{id}
-CREATE FUNCTION assignment_cancel(p_caller bigint, p_id bigint)
+CREATE OR REPLACE FUNCTION assignment_cancel(p_caller bigint, p_id bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -291,7 +301,7 @@ $$;
 
 
 -- GET /me/assignments: the caller's, due first, with their status
-CREATE FUNCTION assignment_mine(p_caller bigint)
+CREATE OR REPLACE FUNCTION assignment_mine(p_caller bigint)
 RETURNS TABLE (status int, body jsonb)
 LANGUAGE sql STABLE AS $$
     SELECT 200, coalesce(jsonb_agg(
@@ -303,5 +313,6 @@ LANGUAGE sql STABLE AS $$
     WHERE u.id = p_caller;
 $$;
 
+-- Re-runnable: CREATE OR REPLACE and IF NOT EXISTS throughout.
 INSERT INTO schema_migrations (version) VALUES ('024_assignments')
 ON CONFLICT DO NOTHING;

@@ -120,7 +120,14 @@ subtest 'every field is checked, and named' => sub {
     $json =~ s/Morgan Hale/Morgan \xff\xfe/;
     ($st, $err) = api('POST', '/authoring/scenarios', $trainer, $json);
     is_deeply [$st, $err->{error}{code}], [400, 'bad_request'], 'invalid UTF-8 is 400';
-    like $err->{error}{message}, qr/UTF-8/, 'saying so';
+    like $err->{error}{message}, qr/not valid UTF-8 .* in "persona\.name"$/,
+        'saying so, and where';
+
+    $json = encode_utf8(json_encode($doc));
+    $json =~ s/"because"/"bec\xc3ause"/;
+    (undef, $err) = api('PUT', "/authoring/scenarios/$id", $trainer, $json);
+    like $err->{error}{message}, qr/ in "criteria\[0\]\.keywords\[0\]"$/,
+        'down into lists';
 
     is pg_exec(q{SELECT count(*) FROM scenarios WHERE org_id = :'v1'}, $org), 2,
         'nothing invalid was stored';
@@ -161,6 +168,7 @@ subtest 'a draft is tried in a chat, and earns nothing' => sub {
     $ws->disconnect;
 
     my $xp = pg_exec(q{SELECT xp FROM users WHERE id = :'v1'}, $tid);
+    my $board = redis_cmd('ZSCORE', 'leaderboard:all', $tid);
     my ($rst, $a) = api('POST', "/sessions/$trial->{id}/resolve", $trainer);
     is $rst, 200, 'the trial is resolved' or diag explain $a;
     is_deeply criteria_keys($a), ['explain', 'offer'], 'against the draft\'s rubric';
@@ -173,7 +181,9 @@ subtest 'a draft is tried in a chat, and earns nothing' => sub {
     is pg_exec(q{SELECT xp FROM users WHERE id = :'v1'}, $tid), $xp, 'users.xp unchanged';
     is pg_exec(q{SELECT count(*) FROM xp_ledger WHERE user_id = :'v1'}, $tid), 0,
         'nothing in the ledger';
-    is redis_cmd('ZSCORE', 'leaderboard:all', $tid), '', 'nor on the leaderboard';
+    is redis_cmd('ZSCORE', 'leaderboard:all', $tid), $board, 'nor on the leaderboard';
+    is pg_exec(q{SELECT count(*) FROM game_leaderboard_rows('all')
+                 WHERE user_id = :'v1'}, $tid), 0, 'whose rows do not have the trainer';
 };
 
 my ($v1_session, $v2_session);
