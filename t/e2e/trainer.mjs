@@ -366,6 +366,7 @@ try {
   assert.match(await memberRow.textContent(), /E2E Trainee Two.*0 attempts made.*Not started/s, 'the trainee has not started');
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('assignments');
+  await narrowFits('the assignments page');
   await signOut();
 
   step('the trainee plays the assignment');
@@ -374,6 +375,7 @@ try {
   await mine.waitFor();
   assert.match(await mine.textContent(), /Not started/, 'the dashboard lists the assignment, not started');
   await shot('dashboard-assigned');
+  await narrowFits('the dashboard with an assignment');
   await mine.getByRole('button', { name: /Start/ }).click();
   await onPage('chat');
   assert.equal(await page.locator('#trial-note').count(), 0, 'a real session, not a trial');

@@ -115,7 +115,6 @@ export async function renderEditor({ params }) {
 
   function criterionBox(c) {
     const li = h('li.card.criterion');
-    li.criterion = c;
     li.renumber = (i) => {
       li.querySelector('.crit-num').textContent = `Criterion ${i + 1}`;
       const set = (cls, name, label) => {
@@ -140,6 +139,7 @@ export async function renderEditor({ params }) {
     };
     const remove = h('button.btn.btn-small.c-remove', { type: 'button' }, 'Remove');
     remove.addEventListener('click', () => {
+      clearErrors();   // an error named by index would now be beside another criterion
       li.remove();
       renumber();
       critList.querySelector('.c-description')?.focus();
@@ -424,5 +424,11 @@ export async function renderEditor({ params }) {
           h('h2', { id: 'versions-title' }, 'Versions'),
           h('p.muted.small', 'Each saved change is a new version; a session keeps the version it began with.'),
           versions))));
-  return { el, title: isNew ? 'New scenario' : `Edit ${doc.title}`, page: 'editor' };
+  // closing the tab with unsaved changes asks first
+  const guard = (e) => { if (dirty) { e.preventDefault(); e.returnValue = ''; } };
+  return {
+    el, title: isNew ? 'New scenario' : `Edit ${doc.title}`, page: 'editor',
+    mounted() { window.addEventListener('beforeunload', guard); },
+    cleanup() { window.removeEventListener('beforeunload', guard); },
+  };
 }
