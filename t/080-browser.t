@@ -2,8 +2,8 @@
 # playwright-core (t/e2e/journey.mjs) against nginx serving ui/ and the API,
 # with the stand-in model server: the trainee's journey, then the trainer's
 # (t/e2e/trainer.mjs: invites, roles, the scenario editor and its field
-# errors, try, publish, archive; an admin made by scenario_admin_email, the
-# seed's demo trainer).  Fails (never skips) when Chromium, node or
+# errors, try, publish, assignments and their status, archive; an admin
+# made by scenario_admin_email, the seed's demo trainer).  Fails (never skips) when Chromium, node or
 # node_modules/playwright-core is missing.
 use strict;
 use warnings;
