@@ -24,6 +24,10 @@
 #define NGX_SCENARIO_HASH_HEX     64    /* SHA-256 of a token, in hex */
 #define NGX_SCENARIO_USER_TTL     "300" /* seconds a cached profile lives */
 
+/* the session may go on: its scenario is still the owner's (sql/025) */
+#define NGX_SCENARIO_SESSION_OPEN                                             \
+    "AND session_open(se.user_id, s.org_id, se.trial) "
+
 /* a session's scenario as the session began with it (sql/020) */
 #define NGX_SCENARIO_SESSION_SCENARIO                                         \
     "JOIN scenario_at s ON s.id = se.scenario_id "                            \
@@ -248,8 +252,6 @@ void ngx_scenario_model_observe(ngx_http_request_t *r, ngx_int_t rc,
 void ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id,
     json_t *user, ngx_scenario_stamp_t *stamp);
 void ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id);
-ngx_int_t ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_scenario_redis_pt handler);
 
 /* ngx_scenario_access.c */
 ngx_int_t ngx_scenario_access_init(ngx_conf_t *cf);
@@ -352,6 +354,9 @@ void ngx_scenario_revoke_init_process(void);
 ngx_int_t ngx_scenario_watch(ngx_http_request_t *r, ngx_str_t *key,
     ngx_scenario_revoked_pt handler, void *data);
 void ngx_scenario_revoked(ngx_str_t *key);
+void ngx_scenario_member_key(ngx_str_t *id, u_char *key);
+ngx_int_t ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_scenario_revoked_pt handler, void *data);
 
 /* ngx_scenario_ops.c */
 ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);

@@ -128,13 +128,14 @@ ngx_scenario_cache_forget(ngx_uint_t kind, ngx_str_t *key)
 }
 
 
-/* "sess:<token hash>" or "user:<id>" */
+/* "sess:<token hash>", "user:<id>" or "member:<id>" */
 
 static void
 ngx_scenario_cache_message(void *data, ngx_str_t *channel,
     ngx_str_t *message)
 {
-    ngx_str_t  key;
+    u_char     hex[NGX_SCENARIO_HASH_HEX];
+    ngx_str_t  key, id;
 
     if (message->len > 5 && ngx_strncmp(message->data, "sess:", 5) == 0) {
         key.data = message->data + 5;
@@ -148,6 +149,21 @@ ngx_scenario_cache_message(void *data, ngx_str_t *channel,
         key.data = message->data + 5;
         key.len = message->len - 5;
         ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, &key);
+        return;
+    }
+
+    /* a member's role or organization changed: their chats end */
+    if (message->len > 7 && ngx_strncmp(message->data, "member:", 7) == 0) {
+        id.data = message->data + 7;
+        id.len = message->len - 7;
+
+        if (id.len <= NGX_INT64_LEN) {
+            ngx_scenario_member_key(&id, hex);
+            key.data = hex;
+            key.len = NGX_SCENARIO_HASH_HEX;
+            ngx_scenario_revoked(&key);
+        }
+
         return;
     }
 

@@ -191,7 +191,7 @@ static const char  ngx_scenario_chat_session_sql[] =
     "(SELECT m.role FROM messages m WHERE m.session_id = se.id "
     "ORDER BY m.seq DESC LIMIT 1) "
     "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
-    "WHERE se.id = $1 AND se.user_id = $2";
+    "WHERE se.id = $1 AND se.user_id = $2 " NGX_SCENARIO_SESSION_OPEN;
 
 static const char  ngx_scenario_chat_add_sql[] =
     "SELECT seq, duplicate, coalesce(needs_reply, false) "
@@ -408,6 +408,14 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
         {
             return NGX_ERROR;
         }
+    }
+
+    /* and so do a role change and a removal (ngx_scenario_orgs.c) */
+    if (ngx_scenario_watch_member(r, &ctx->user_id_text,
+                                  ngx_scenario_chat_revoked, chat)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     chat->sub = ngx_redis_subscribe(chat->smcf->redis_pool, &chat->channel,

@@ -1259,19 +1259,6 @@ static const char  ngx_scenario_forget_script[] =
 void
 ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
 {
-    (void) ngx_scenario_user_forget_wait(r, id, NULL);
-}
-
-
-/*
- * With a handler, the request waits for Redis to have told every worker
- * (as logout does), so that the answer comes after the change holds.
- */
-
-ngx_int_t
-ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_scenario_redis_pt handler)
-{
     u_char                    *key;
     size_t                     argvlen[4];
     const char                *argv[4];
@@ -1283,7 +1270,7 @@ ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
 
     key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
     if (key == NULL) {
-        return NGX_ERROR;
+        return;
     }
 
     argv[0] = "EVAL";
@@ -1295,14 +1282,8 @@ ngx_scenario_user_forget_wait(ngx_http_request_t *r, ngx_str_t *id,
     argv[3] = (char *) key;
     argvlen[3] = ngx_sprintf(key, "user:%V", id) - key;
 
-    if (handler) {
-        return ngx_scenario_redis(r, handler, 4, argv, argvlen);
-    }
-
     (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 4,
                              argv, argvlen);
-
-    return NGX_OK;
 }
 
 

@@ -6,9 +6,9 @@
  * Each is one call of a function of sql/022 (ngx_scenario_call.c), which
  * checks the caller's organization and role in the same query.  Roles
  * are never cached, so a role change or a removal holds at once
- * everywhere; the profile /auth/me caches (it shows the role) is dropped
- * on every worker through the invalidation channel before the change is
- * answered, as at logout.
+ * everywhere; before the change is answered, every worker is told through
+ * the invalidation channel to drop the profile /auth/me caches (it shows
+ * the role) and to end the member's live chats, as at logout.
  */
 
 
@@ -33,6 +33,14 @@ static ngx_int_t ngx_scenario_invite_check(ngx_http_request_t *r,
     json_t *body, ngx_str_t *params, ngx_uint_t *n, ngx_int_t *rc);
 static ngx_int_t ngx_scenario_role(ngx_http_request_t *r, json_t *body,
     ngx_str_t *role, ngx_int_t *rc);
+
+
+/* KEYS[1] "user:<id>", ARGV[1] "member:<id>" (ngx_scenario_cache.c) */
+static const char  ngx_scenario_member_script[] =
+    "redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
+    "redis.call('PUBLISH', 'scenario:invalidate', ARGV[1]) "
+    "return 1";
 
 
 static ngx_scenario_route_t  ngx_scenario_org_routes[] = {
@@ -122,6 +130,9 @@ ngx_scenario_member_check(ngx_http_request_t *r, json_t *body,
 static void
 ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
+    u_char              *user, *member;
+    size_t               argvlen[5];
+    const char          *argv[5];
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
@@ -134,8 +145,9 @@ ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
     }
 
     /*
-     * The member's cached profile shows the old role: the answer waits
-     * until every worker was told to drop it, as logout does.
+     * The member's cached profile shows the old role, and their chats may
+     * be on what they lost: the answer waits until every worker was told
+     * (to drop the profile, to end the chats), as logout does.
      */
 
     ctx->answer_status = ngx_pg_int(res, 0, 0);
@@ -148,8 +160,27 @@ ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
         }
     }
 
-    rc = ngx_scenario_user_forget_wait(r, &ctx->target,
-                                       ngx_scenario_member_told);
+    ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, &ctx->target);
+
+    user = ngx_pnalloc(r->pool, sizeof("user:") - 1 + ctx->target.len);
+    member = ngx_pnalloc(r->pool, sizeof("member:") - 1 + ctx->target.len);
+    if (user == NULL || member == NULL) {
+        ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_scenario_member_script;
+    argvlen[1] = sizeof(ngx_scenario_member_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) user;
+    argvlen[3] = ngx_sprintf(user, "user:%V", &ctx->target) - user;
+    argv[4] = (char *) member;
+    argvlen[4] = ngx_sprintf(member, "member:%V", &ctx->target) - member;
+
+    rc = ngx_scenario_redis(r, ngx_scenario_member_told, 5, argv, argvlen);
     if (rc != NGX_OK) {
         ngx_scenario_member_told(r, NULL, NGX_ERROR);
     }

@@ -82,7 +82,7 @@ static const char  ngx_scenario_resolve_sql[] =
     "'at', (extract(epoch FROM m.created_at) * 1000)::bigint) "
     "ORDER BY m.seq) FROM messages m WHERE m.session_id = se.id), '[]') "
     "FROM sessions se " NGX_SCENARIO_SESSION_SCENARIO
-    "WHERE se.id = $1 AND se.user_id = $2";
+    "WHERE se.id = $1 AND se.user_id = $2 " NGX_SCENARIO_SESSION_OPEN;
 
 static const char  ngx_scenario_game_resolve_sql[] =
     "SELECT game_resolve($1, $2, $3::jsonb)";

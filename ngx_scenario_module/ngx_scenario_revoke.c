@@ -5,6 +5,10 @@
  * worker of every instance (ngx_scenario_cache.c), ends each watcher of
  * that token at once.  Per worker, a list: logouts are rare next to the
  * messages of a chat, and a list costs a chat nothing while it lives.
+ *
+ * A chat also watches its member: a role change or a removal from the
+ * organization ("member:<id>" on the same channel) ends it the same way;
+ * a reconnect is admitted only where the member may still go.
  */
 
 
@@ -104,4 +108,34 @@ ngx_scenario_revoked(ngx_str_t *key)
             w->handler(w->data);
         }
     }
+}
+
+
+/* a member's key: the hash of "member:<id>", as long as a token's */
+
+void
+ngx_scenario_member_key(ngx_str_t *id, u_char *key)
+{
+    u_char  name[sizeof("member:") - 1 + NGX_INT64_LEN];
+    size_t  len;
+
+    len = ngx_snprintf(name, sizeof(name), "member:%V", id) - name;
+
+    ngx_scenario_token_key(name, len, key);
+}
+
+
+ngx_int_t
+ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_scenario_revoked_pt handler, void *data)
+{
+    u_char     hex[NGX_SCENARIO_HASH_HEX];
+    ngx_str_t  key;
+
+    ngx_scenario_member_key(id, hex);
+
+    key.data = hex;
+    key.len = NGX_SCENARIO_HASH_HEX;
+
+    return ngx_scenario_watch(r, &key, handler, data);
 }

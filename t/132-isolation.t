@@ -2,11 +2,13 @@
 # authoring or member endpoint and no other trainee's session; a trainer
 # or admin of one organization sees nothing of another (404, never 403,
 # for what exists there); a used or expired invite fails; a demoted
-# trainer loses access at once, on every worker.
+# trainer loses access at once, on every worker, and a removed member's
+# or a demoted trainer's chats end and stay closed.
 use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
+use Time::HiRes qw(time);
 use Test::Scenario::Util qw(:all);
 use Test::Scenario::Platform;
 use Test::Scenario::Orgs;
@@ -142,7 +144,66 @@ subtest 'a used or an expired invite fails' => sub {
     is_deeply [$st, $doc->{error}{code}], [400, 'invalid_invite'], 'nor once expired';
 };
 
+# a chat on $sid, its opening reply read
+sub chat_open {
+    my ($sid, $token) = @_;
+    my $ws = ws_connect("/sessions/$sid/chat", { Authorization => "Bearer $token" },
+                        { timeout => 5 });
+    return $ws unless $ws->status == 101;
+    while (my $f = $ws->recv_frame(5)) {
+        last if $f->{opcode} == 1 && json_decode($f->{payload})->{type} eq 'assistant_end';
+    }
+    return $ws;
+}
+
+sub close_code {
+    my ($ws, $secs) = @_;
+    my $deadline = time + $secs;
+    while (time < $deadline) {
+        my $f = $ws->recv_frame($deadline - time) or last;
+        return $f->{close_code} if $f->{opcode} == 8;
+    }
+    return 'none';
+}
+
+subtest 'a removed member\'s chats end, and the organization\'s scenarios close' => sub {
+    my ($cid, $carol) = new_user('trainee', $a_org);
+    my (undef, $s) = api('POST', '/sessions', $carol, { scenario_id => $a_sc });
+    my $ws = chat_open($s->{id}, $carol);
+    is $ws->status, 101, 'a trainee chats on the organization\'s scenario';
+    my $other = chat_open($a_sess->{id}, $a_trainee);
+    is $other->status, 101, 'so does another';
+
+    my ($st) = api('DELETE', "/org/members/$cid", $a_admin);
+    is $st, 204, 'the admin removes the first';
+    is close_code($ws, 3), 1008, 'whose chat ends at once (1008)';
+    my $again = ws_connect("/sessions/$s->{id}/chat", { Authorization => "Bearer $carol" },
+                           { timeout => 5 });
+    is $again->status, 404, 'and cannot be opened again';
+    $again->disconnect;
+    ($st) = api('POST', "/sessions/$s->{id}/resolve", $carol);
+    is $st, 404, 'nor resolved';
+    my $doc;
+    ($st, $doc) = api('GET', "/sessions/$s->{id}", $carol);
+    is_deeply [$st, $doc->{id}], [200, $s->{id}], 'but it is still theirs to read';
+
+    $other->send_text(json_encode({ type => 'user_message', client_msg_id => 'still',
+                                    content => 'Are you still there?' }));
+    my $ack;
+    while (my $f = $other->recv_frame(5)) {
+        next unless $f->{opcode} == 1;
+        my $ev = json_decode($f->{payload});
+        if ($ev->{type} eq 'ack') { $ack = $ev; last }
+    }
+    ok $ack, 'the other member\'s chat goes on';
+    $other->disconnect;
+};
+
 subtest 'a demoted trainer loses access at once, on every worker' => sub {
+    my (undef, $trial) = api('POST', "/authoring/scenarios/$a_sc/try", $a_trainer);
+    my $ws = chat_open($trial->{id}, $a_trainer);
+    is $ws->status, 101, 'the trainer tries the scenario in a chat';
+
     my (%before, %after, @before, @after, %me);
     for (1 .. 40) {
         my ($st, undef, $res) = api('GET', '/authoring/scenarios', $a_trainer);
@@ -176,6 +237,11 @@ subtest 'a demoted trainer loses access at once, on every worker' => sub {
 
     ($st) = api('POST', "/authoring/scenarios/$a_sc/try", $a_trainer);
     is $st, 403, 'nor can the former trainer try a scenario';
+    is close_code($ws, 3), 1008, 'and the trial chat has ended';
+    my $again = ws_connect("/sessions/$trial->{id}/chat",
+                           { Authorization => "Bearer $a_trainer" }, { timeout => 5 });
+    is $again->status, 404, 'for good';
+    $again->disconnect;
 };
 
 stop_nginx();
