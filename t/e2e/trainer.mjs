@@ -216,6 +216,7 @@ try {
   await fill('sc-good-resolution', 'The agent apologises and books a courier for today.');
   await fill('crit-0-description', 'Apologises for the delay');
   await fill('crit-0-keywords', 'sorry\napologise');
+  await fill('crit-0-examples', "I'm so sorry your medicine is late.");
   await fill('crit-0-weight', '2');
   await page.getByRole('button', { name: '+ Add a criterion' }).click();
   assert.equal(await text('#criteria-count'), '2 of 12');
@@ -256,7 +257,8 @@ try {
   assert.deepEqual(stored.criteria.map((c) => [c.key, c.keywords, c.weight]),
     [['apologises_for_the_delay', ['sorry', 'apologise'], 2], ['books_a_delivery_for_today', ['courier', 'today'], 3]],
     'the rubric is stored as written, with keys made from the descriptions');
-  assert.deepEqual(stored.criteria[1].examples, ['I have booked a courier for this afternoon.']);
+  assert.deepEqual(stored.criteria.map((c) => c.examples),
+    [["I'm so sorry your medicine is late."], ['I have booked a courier for this afternoon.']], 'with their example phrases');
   assert.deepEqual(stored.weights, { empathy: 3, clarity: 1, resolution: 1, efficiency: 0 }, 'the dimension weights');
   assert.deepEqual([stored.persona.name, stored.difficulty, stored.target_turns, stored.xp_reward, stored.pass_mark],
     ['Robin Ash', 'easy', 4, 80, 65]);
