@@ -195,7 +195,11 @@ ngx_scenario_member_told(ngx_http_request_t *r, redisReply *reply,
 
     ctx = ngx_scenario_ctx(r);
 
-    /* Postgres holds the change: Redis failing only delays the profile */
+    /*
+     * Postgres holds the change, and every check reads it there; without
+     * Redis, the workers' subscriptions are broken too, which stops their
+     * caches, and a chat cannot reopen on what the member lost
+     */
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "scenario: a member's profile was not invalidated");
