@@ -107,20 +107,26 @@ migrate() {    # port [--no-seed]
         "$top/scripts/migrate" "$@" >/dev/null || die "migrations failed"
 }
 
+# PONG, not just an answer: while Redis loads its append-only file it
+# answers LOADING (and redis-cli exits 0), and a FLUSHALL sent then is
+# refused, so the last run's keys (a session's chat context) would survive
+redis_pong() {   # port
+    [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]
+}
+
 redis_start() {  # dir port
     local dir=$1 port=$2
     mkdir -p "$dir"
-    redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
-    port_check "$port" Redis
-    redis-server --bind 127.0.0.1 --port "$port" --save '' \
-        --appendonly yes --appendfsync everysec --daemonize yes --dir "$dir" \
-        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-        || die "redis did not start"
-    # PONG, not just an answer: while it loads its append-only file Redis
-    # answers -LOADING (redis-cli still exits 0), and refuses clients
+    if ! redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+        port_check "$port" Redis
+        redis-server --bind 127.0.0.1 --port "$port" --save '' \
+            --appendonly yes --appendfsync everysec --daemonize yes \
+            --dir "$dir" --pidfile "$dir/redis.pid" \
+            --logfile "$dir/redis.log" \
+            || die "redis did not start"
+    fi
     for _ in $(seq 100); do
-        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] \
-            && return 0
+        redis_pong "$port" && return 0
         sleep 0.1
     done
     die "redis did not answer: $dir/redis.log"

@@ -1,12 +1,15 @@
 // The platform's HTTP API (API.md): JSON in and out, the session cookie,
-// errors as ApiError carrying the API's {"error":{"code","message"}} shape.
+// errors as ApiError carrying the API's {"error":{"code","message"}} shape
+// (and "field", naming the field a 400 is about: "persona.prompt",
+// "criteria[1].keywords[0]").
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
+  constructor(status, code, message, retryAfter, field) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.field = field;
   }
 }
 
@@ -38,6 +41,7 @@ export async function api(method, path, body, { auth = true } = {}) {
     data?.error?.code || `http_${res.status}`,
     data?.error?.message || `The server answered ${res.status} ${res.statusText}.`,
     Number.isFinite(retry) ? retry : undefined,
+    data?.error?.field,
   );
   if (res.status === 401 && auth) onUnauthorized(err);
   throw err;
@@ -53,6 +57,9 @@ export function explain(err) {
       return `Too many attempts. Please wait${wait ? ` ${wait}` : ' a moment'} before trying again.`;
     case 'email_taken': return 'An account with this email already exists. Sign in instead?';
     case 'weak_password': return `That password is too weak: ${err.message}.`;
+    case 'invalid_invite':
+      return 'That invite code does not work: it may have been used, revoked or have expired. Ask your admin for a new one.';
+    case 'forbidden': return 'Your role does not allow this. Ask an admin of your organization.';
     case 'unavailable':
       return `The service is briefly unavailable${wait ? `; try again in ${wait}` : ''}.`;
     default: return err.message.charAt(0).toUpperCase() + err.message.slice(1);

@@ -1,11 +1,16 @@
-// The app shell: a hash router (#/login, #/signup, #/, #/chat/ID,
-// #/summary/ID, #/session/ID), the signed-in user, logout.
+// The app shell: a hash router (#/login, #/signup, #/invite/CODE, #/,
+// #/chat/ID, #/summary/ID, #/session/ID, and for trainers and admins
+// #/author, #/author/new, #/author/ID, #/assignments, #/org), the signed-in
+// user, logout.
 
 import { api, explain, setUnauthorizedHandler, ApiError } from './api.js';
 import { h, announce } from './dom.js';
 import { renderLogin, renderSignup } from './auth.js';
 import { renderDashboard } from './dashboard.js';
 import { renderChat, renderSummary, renderSession } from './session.js';
+import { renderAuthorList, renderEditor } from './authoring.js';
+import { renderOrg } from './org.js';
+import { renderAssignments } from './assignments.js';
 
 export const state = {
   user: null,
@@ -18,11 +23,20 @@ const main = document.getElementById('main');
 setUnauthorizedHandler(() => {
   state.user = null;
   showNav();
-  if (!location.hash.startsWith('#/login') && !location.hash.startsWith('#/signup')) {
+  if (!isPublicHash(location.hash)) {
     sessionStorage.setItem('after_login', location.hash);
     go('#/login');
   }
 });
+
+export function isPublicHash(hash) {
+  return /^#\/(login|signup|invite\/)/.test(hash || '');
+}
+
+// The trainer's pages are shown to trainers and admins only (the API checks
+// the role again on every call).
+export function isTrainer(u = state.user) { return u?.role === 'trainer' || u?.role === 'admin'; }
+export function isAdmin(u = state.user) { return u?.role === 'admin'; }
 
 export function go(hash) {
   if (location.hash === hash) route();
@@ -32,8 +46,12 @@ export function go(hash) {
 function showNav() {
   const nav = document.getElementById('topnav');
   nav.hidden = !state.user;
+  const role = state.user?.role && state.user.role !== 'trainee' ? ` · ${state.user.role}` : '';
   document.getElementById('who').textContent = state.user
-    ? `${state.user.display_name} · level ${state.user.level}` : '';
+    ? `${state.user.display_name}${role} · level ${state.user.level}` : '';
+  document.getElementById('nav-author').hidden = !isTrainer();
+  document.getElementById('nav-assign').hidden = !isTrainer();
+  document.getElementById('nav-org').hidden = !isAdmin();
 }
 
 export async function refreshUser() {
@@ -47,7 +65,13 @@ export async function refreshUser() {
   return state.user;
 }
 
-export function setUser(u) { state.user = u; showNav(); }
+// login and register answer without the role: keep the one we know, and
+// ask /auth/me when we do not know it
+export function setUser(u) {
+  const known = state.user && u && state.user.id === u.id ? state.user : {};
+  state.user = u ? { role: known.role, org_id: known.org_id, ...u } : u;
+  showNav();
+}
 
 document.getElementById('logout').addEventListener('click', async () => {
   try { await api('POST', '/auth/logout', undefined, { auth: false }); } catch { /* signed out anyway */ }
@@ -61,10 +85,15 @@ document.getElementById('logout').addEventListener('click', async () => {
 const routes = [
   [/^#\/login$/, renderLogin, false],
   [/^#\/signup$/, renderSignup, false],
+  [/^#\/invite\/([A-Za-z0-9_-]{1,64})$/, renderSignup, false],
   [/^#\/?$/, renderDashboard, true],
   [/^#\/chat\/(\d+)$/, renderChat, true],
   [/^#\/summary\/(\d+)$/, renderSummary, true],
   [/^#\/session\/(\d+)$/, renderSession, true],
+  [/^#\/author$/, renderAuthorList, true],
+  [/^#\/author\/(new|\d+)$/, renderEditor, true],
+  [/^#\/assignments$/, renderAssignments, true],
+  [/^#\/org$/, renderOrg, true],
 ];
 
 let routeToken = 0;

@@ -2,7 +2,7 @@
 
 import { api, explain } from './api.js';
 import { h, announce } from './dom.js';
-import { setUser, go, state } from './app.js';
+import { setUser, refreshUser, go, state, isPublicHash } from './app.js';
 
 function field(id, label, attrs, hint) {
   return h('div.field',
@@ -24,10 +24,12 @@ function authPage(title, subtitle, form, footer) {
       h('div.bubble.b3', '“…okay. Thank you for listening.”')));
 }
 
-function afterLogin() {
+// login and register answer without the role; /auth/me has it
+async function afterLogin() {
+  try { await refreshUser(); } catch { /* the page asks again */ }
   const next = sessionStorage.getItem('after_login');
   sessionStorage.removeItem('after_login');
-  go(next && !next.startsWith('#/login') && !next.startsWith('#/signup') ? next : '#/');
+  go(next && !isPublicHash(next) ? next : '#/');
 }
 
 function submitting(form, busy, label) {
@@ -105,7 +107,19 @@ export async function renderLogin() {
   };
 }
 
-export async function renderSignup() {
+// #/signup, or #/invite/CODE (an invite link): the code is filled in
+export async function renderSignup({ params = [] } = {}) {
+  const invite = params[0] || '';
+  if (state.user && invite) {
+    // an invite link opened while signed in: it is for a new account
+    return {
+      el: h('section.card.narrow', { id: 'invite-signed-in' },
+        h('h1', 'You are signed in'),
+        h('p', `This invite link is for creating a new account, and you are signed in as ${state.user.display_name}. Log out first to use it, or open it in a private window.`),
+        h('p', h('a.btn.btn-primary', { href: '#/' }, 'Back to the dashboard'))),
+      title: 'Invite', page: 'signup',
+    };
+  }
   if (state.user) { go('#/'); return { el: h('div'), title: '', page: 'signup' }; }
   const error = h('div.alert.alert-error', { role: 'alert', id: 'signup-error', hidden: true });
   const form = h('form', { novalidate: true, 'aria-describedby': 'signup-error' },
@@ -113,6 +127,9 @@ export async function renderSignup() {
     field('email', 'Email', { type: 'email', autocomplete: 'email', required: true }),
     field('password', 'Password', { type: 'password', autocomplete: 'new-password', required: true, minlength: 8 },
       'At least 8 characters.'),
+    field('invite_code', 'Invite code (optional)', { type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: 64, value: invite },
+      invite ? 'From your invitation: you join its organization with the role it gives.'
+        : 'If your organization sent you one. Without it you join as a trainee.'),
     error,
     h('button.btn.btn-primary.btn-block', { type: 'submit' }, 'Create account'));
   form.addEventListener('submit', async (e) => {
@@ -123,6 +140,8 @@ export async function renderSignup() {
       email: form.email.value.trim(),
       password: form.password.value,
     };
+    const code = form.invite_code.value.trim();
+    if (code) body.invite_code = code;
     const missing = ['display_name', 'email', 'password'].find((k) => !body[k]);
     if (missing) {
       error.textContent = 'Please fill in every field.';
@@ -144,10 +163,13 @@ export async function renderSignup() {
       if (err.code === 'rate_limited' && err.retryAfter) holdOff(form, error, err, 'Create account');
       if (err.code === 'weak_password') form.password.focus();
       if (err.code === 'email_taken') form.email.focus();
+      if (err.code === 'invalid_invite' || err.field === 'invite_code') form.invite_code.focus();
     }
   });
   return {
-    el: authPage('Create your account', 'Practise hard conversations with AI personas and track your progress.', form,
+    el: authPage(invite ? 'You are invited' : 'Create your account',
+      invite ? 'Create your account to join your team and practise hard conversations with AI personas.'
+        : 'Practise hard conversations with AI personas and track your progress.', form,
       ['Already have an account? ', h('a', { href: '#/login' }, 'Sign in')]),
     title: 'Sign up', page: 'signup',
   };

@@ -3,6 +3,7 @@
 import { api, explain } from './api.js';
 import { h, announce, initials, fmtDate } from './dom.js';
 import { go, state, setUser } from './app.js';
+import { myAssignmentsCard } from './assignments.js';
 
 export function levelBar(p, { id = 'level-bar', from } = {}) {
   const pct = p.next_level_xp > 0 ? Math.min(100, Math.round((100 * p.level_xp) / p.next_level_xp)) : 100;
@@ -65,11 +66,13 @@ function leaderboardList(rows) {
 }
 
 export async function renderDashboard() {
-  const [progress, scenarios, sessions, board] = await Promise.all([
+  const [progress, scenarios, sessions, board, assigned] = await Promise.all([
     api('GET', '/me/progress'),
     api('GET', '/scenarios'),
     api('GET', '/sessions'),
     api('GET', '/leaderboard?period=week'),
+    // the dashboard stays usable if this one fails
+    api('GET', '/me/assignments').catch(() => []),
   ]);
   if (state.user) setUser({ ...state.user, xp: progress.xp, level: progress.level });
 
@@ -153,7 +156,7 @@ export async function renderDashboard() {
   const el = h('div.page.dashboard',
     h('div.page-head', h('h1', `Hi, ${name}`), h('p.muted', 'Ready for your next conversation?')),
     h('div.dash-grid',
-      h('div.dash-main', library),
+      h('div.dash-main', myAssignmentsCard(assigned, (sc, btn) => startScenario(sc, btn, errBox)), library),
       h('div.dash-side', stats, leaderboard, history)));
   return { el, title: 'Dashboard', page: 'dashboard' };
 }

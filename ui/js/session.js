@@ -24,6 +24,20 @@ function bubble(m, personaName) {
     h('div.msg-body', m.content));
 }
 
+// A trial of a draft (POST /authoring/scenarios/{id}/try): the editor
+// remembers which scenario it tried, for the way back.  It earns no XP.
+function trialOf(sessionId) {
+  const v = sessionStorage.getItem(`trial:${sessionId}`);
+  return v ? Number(v) : null;
+}
+
+function trialBanner(scenarioId) {
+  return h('p.trial-note', { id: 'trial-note' },
+    h('span.badge.badge-trial', 'Trial'),
+    ' You are trying your draft: this conversation earns no XP and stays off the leaderboard. ',
+    h('a', { href: `#/author/${scenarioId}` }, 'Back to the editor'));
+}
+
 // ---------------------------------------------------------------- chat
 
 export async function renderChat({ params }) {
@@ -167,10 +181,12 @@ export async function renderChat({ params }) {
   const scroller = h('div.chat-scroll', log, typing);
   const goal = scenario.goal
     ? h('details.goal', h('summary', 'Your goal'), h('p', scenario.goal)) : null;
+  const trial = trialOf(id);
   const el = h('div.page.chat-page',
     h('div.card.chat-card',
       h('div.chat-head',
         personaHeader(scenario, h('div.chat-actions', status, resolveBtn)),
+        trial ? trialBanner(trial) : null,
         goal, resolveErr),
       scroller,
       form));
@@ -267,10 +283,13 @@ function performanceBlock(perf) {
   ];
 }
 
-async function tryAgain(scenarioId, btn) {
+async function tryAgain(scenarioId, btn, trial) {
   btn.disabled = true;
   try {
-    const s = await api('POST', '/sessions', { scenario_id: scenarioId });
+    const s = trial
+      ? await api('POST', `/authoring/scenarios/${trial}/try`)
+      : await api('POST', '/sessions', { scenario_id: scenarioId });
+    if (trial) sessionStorage.setItem(`trial:${s.id}`, String(trial));
     go(`#/chat/${s.id}`);
   } catch (e) {
     btn.disabled = false;
@@ -294,8 +313,9 @@ export async function renderSummary({ params }) {
   }
   const bar = levelBar(progress, { id: 'summary-level-bar', from });
 
+  const trial = trialOf(id);
   const again = h('button.btn.btn-primary', { type: 'button' }, 'Try again');
-  again.addEventListener('click', () => tryAgain(sess.scenario.id, again));
+  again.addEventListener('click', () => tryAgain(sess.scenario.id, again, trial));
 
   const rewardCard = h('section.card.reward-card', { 'aria-labelledby': 'reward-title' },
     h('h2', { id: 'reward-title' }, 'Rewards'),
@@ -316,6 +336,7 @@ export async function renderSummary({ params }) {
       h('p.eyebrow', sess.scenario.title),
       h('h1', 'Conversation summary'),
       h('p.muted', `With ${sess.scenario.persona?.name || 'the persona'}`)),
+    trial ? trialBanner(trial) : null,
     h('div.summary-grid',
       h('section.card', { 'aria-labelledby': 'perf-title' },
         h('h2.visually-hidden', { id: 'perf-title' }, 'Your performance'),
