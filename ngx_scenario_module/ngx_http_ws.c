@@ -627,9 +627,9 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 
 /*
  * Large header buffers left free by an earlier request on the connection
- * are freed as nginx does for a keepalive connection.  The buffers in use
- * hold the request line and headers that r still points to (and the access
- * log reads at the end), so they stay.
+ * are freed as nginx does for a keepalive connection.  The one in use
+ * holds the request line and headers that r still points to (and the access
+ * log reads at the end): ngx_http_ws_compact_header() moves them.
  */
 
 static void
