@@ -138,6 +138,7 @@ static ngx_uint_t ngx_http_ws_token(ngx_str_t *value, const char *token);
 static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
+static void ngx_http_ws_compact_header(ngx_http_request_t *r);
 
 static ngx_http_ws_t *ngx_http_ws_get(ngx_http_request_t *r);
 static void ngx_http_ws_read_handler(ngx_http_request_t *r);
@@ -406,6 +407,7 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
     }
 
     ngx_http_ws_free_header_buffers(r);
+    ngx_http_ws_compact_header(r);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "websocket accepted");
 
@@ -625,9 +627,9 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 
 /*
  * Large header buffers left free by an earlier request on the connection
- * are freed as nginx does for a keepalive connection.  The buffers in use
- * hold the request line and headers that r still points to (and the access
- * log reads at the end), so they stay.
+ * are freed as nginx does for a keepalive connection.  The one in use
+ * holds the request line and headers that r still points to (and the access
+ * log reads at the end): ngx_http_ws_compact_header() moves them.
  */
 
 static void
@@ -643,6 +645,117 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
     }
 
     hc->free = NULL;
+}
+
+
+/*
+ * The connection's 1 KiB header buffer is held for the connection's life
+ * by the request, which points into it.  The request's bytes (and any
+ * frames right behind them) are copied to its pool, which has room for
+ * them in its last block, the request's pointers moved to the copy, and
+ * the buffer freed, as nginx frees it on a keepalive connection.  Only
+ * when the whole request is in that buffer (no large header buffers).
+ */
+
+#define ngx_http_ws_rebase(p)                                                 \
+    if ((u_char *) (p) >= from && (u_char *) (p) <= to) {                     \
+        (p) = (void *) (copy + ((u_char *) (p) - from));                      \
+    }
+
+static void
+ngx_http_ws_compact_header(ngx_http_request_t *r)
+{
+    u_char                 *from, *to, *copy, *start;
+    ngx_buf_t              *b;
+    ngx_uint_t              i;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    ngx_connection_t       *c;
+    ngx_http_connection_t  *hc;
+
+    c = r->connection;
+    hc = r->http_connection;
+    b = c->buffer;
+
+    if (b == NULL || r->header_in != b || hc->busy != NULL
+        || r->request_start == NULL
+        || r->request_start < b->start || r->request_start > b->last)
+    {
+        return;
+    }
+
+    start = b->start;
+    from = r->request_start;
+    to = b->last;
+
+    copy = ngx_pnalloc(r->pool, to - from + 1);
+    if (copy == NULL) {
+        return;
+    }
+
+    ngx_memcpy(copy, from, to - from);
+
+    ngx_http_ws_rebase(r->request_line.data);
+    ngx_http_ws_rebase(r->uri.data);
+    ngx_http_ws_rebase(r->args.data);
+    ngx_http_ws_rebase(r->exten.data);
+    ngx_http_ws_rebase(r->unparsed_uri.data);
+    ngx_http_ws_rebase(r->method_name.data);
+    ngx_http_ws_rebase(r->http_protocol.data);
+    ngx_http_ws_rebase(r->schema.data);
+    ngx_http_ws_rebase(r->headers_in.server.data);
+    ngx_http_ws_rebase(r->headers_in.user.data);
+    ngx_http_ws_rebase(r->headers_in.passwd.data);
+    ngx_http_ws_rebase(r->captures_data);
+    ngx_http_ws_rebase(r->header_name_start);
+    ngx_http_ws_rebase(r->header_name_end);
+    ngx_http_ws_rebase(r->header_start);
+    ngx_http_ws_rebase(r->header_end);
+    ngx_http_ws_rebase(r->uri_start);
+    ngx_http_ws_rebase(r->uri_end);
+    ngx_http_ws_rebase(r->uri_ext);
+    ngx_http_ws_rebase(r->args_start);
+    ngx_http_ws_rebase(r->request_end);
+    ngx_http_ws_rebase(r->method_end);
+    ngx_http_ws_rebase(r->schema_start);
+    ngx_http_ws_rebase(r->schema_end);
+    ngx_http_ws_rebase(r->host_start);
+    ngx_http_ws_rebase(r->host_end);
+    ngx_http_ws_rebase(r->port_start);
+    ngx_http_ws_rebase(r->port_end);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        ngx_http_ws_rebase(h[i].key.data);
+        ngx_http_ws_rebase(h[i].value.data);
+        ngx_http_ws_rebase(h[i].lowcase_key);
+    }
+
+    /* frames that came behind the request are read from the copy */
+    b->pos = copy + (b->pos - from);
+    b->last = copy + (b->last - from);
+    b->start = copy;
+    b->end = b->last;
+
+    ngx_http_ws_rebase(r->request_start);
+
+    if (ngx_pfree(c->pool, start) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "websocket header buffer not freed");
+    }
 }
 
 

@@ -8,6 +8,11 @@
  * request handler, so that subrequests made from it (and posted requests)
  * keep working: only r->read_event_handler and r->write_event_handler are
  * replaced, as nginx's own upgraded proxying does.
+ *
+ * After the upgrade the request's line and headers live in a copy in its
+ * pool and the connection's header buffer is freed: a pointer into that
+ * buffer that the owner took before ngx_http_ws_accept() (a slice of
+ * r->uri, a header's value) must be copied before, as r's own are moved.
  */
 
 #ifndef _NGX_HTTP_WS_H_INCLUDED_

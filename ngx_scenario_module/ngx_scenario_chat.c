@@ -561,10 +561,17 @@ ngx_scenario_chat_keys(ngx_scenario_chat_t *chat)
     pool = chat->request->pool;
 
     p = ngx_pnalloc(pool, 4 * (sizeof("ctx::system") + NGX_INT64_LEN)
-                          + NGX_INT_T_LEN + NGX_INT64_LEN + 2);
+                          + NGX_INT_T_LEN + NGX_INT64_LEN + 2
+                          + chat->session_id.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
+
+    /* the URI's copy: the upgrade gives the header buffer back */
+    chat->session_id.data = ngx_cpymem(p, chat->session_id.data,
+                                       chat->session_id.len)
+                            - chat->session_id.len;
+    p += chat->session_id.len;
 
     chat->channel.data = p;
     p = ngx_sprintf(p, "chat:%V", &chat->session_id);

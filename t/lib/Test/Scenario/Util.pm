@@ -971,7 +971,8 @@ sub connect {
     $req->{headers} = \@extra;
     my $key = MIME::Base64::encode_base64(join('', map { chr int rand 256 } 1 .. 16), '');
     $req->key($key);
-    $self->{request} = $req->to_string;
+    # bytes sent in the same write as the handshake (frames behind it)
+    $self->{request} = $req->to_string . ($opts->{behind} // '');
 
     if (my $e = Test::Scenario::Util::_write_all($sock, $self->{request}, $timeout)) {
         $self->{error} = $e;
