@@ -400,6 +400,8 @@ void ngx_scenario_revoked(ngx_str_t *key);
 void ngx_scenario_member_key(ngx_str_t *id, u_char *key);
 ngx_int_t ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
     ngx_scenario_revoked_pt handler, void *data);
+ngx_int_t ngx_scenario_watch_login(ngx_http_request_t *r,
+    ngx_scenario_revoked_pt handler, void *data);
 
 /* ngx_scenario_ops.c */
 ngx_int_t ngx_scenario_healthz_handler(ngx_http_request_t *r);

@@ -447,7 +447,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 {
     json_t               *ready;
     ngx_int_t             last_seq;
-    ngx_str_t             v[4], last_role, key;
+    ngx_str_t             v[4], last_role;
     ngx_uint_t            i;
     ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
@@ -495,21 +495,8 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     ctx->chat = chat;
     ngx_scenario_count(r, NGX_SCENARIO_M_ACTIVE_CHATS, 1);
 
-    /* a logout ends the chat, on whichever worker or instance it lives */
-    if (ctx->token_key.len > sizeof("sess:") - 1) {
-        key.data = ctx->token_key.data + sizeof("sess:") - 1;
-        key.len = ctx->token_key.len - (sizeof("sess:") - 1);
-
-        if (ngx_scenario_watch(r, &key, ngx_scenario_chat_revoked, chat)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    /* and so do a role change and a removal (ngx_scenario_orgs.c) */
-    if (ngx_scenario_watch_member(r, &ctx->user_id_text,
-                                  ngx_scenario_chat_revoked, chat)
+    /* a logout, a role change or a removal ends the chat, everywhere */
+    if (ngx_scenario_watch_login(r, ngx_scenario_chat_revoked, chat)
         != NGX_OK)
     {
         return NGX_ERROR;

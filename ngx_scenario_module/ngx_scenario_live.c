@@ -118,13 +118,10 @@ ngx_scenario_live_open(ngx_http_request_t *r, json_t *doc)
     u_char                   *p, raw[8], hex[16];
     char                     *text;
     json_t                   *id;
-    ngx_str_t                 key;
     ngx_http_ws_conf_t        wscf;
-    ngx_scenario_ctx_t       *ctx;
     ngx_scenario_live_t      *lv;
     ngx_scenario_loc_conf_t  *slcf;
 
-    ctx = ngx_scenario_ctx(r);
     slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
 
     lv = ngx_pcalloc(r->pool, sizeof(ngx_scenario_live_t));
@@ -164,19 +161,7 @@ ngx_scenario_live_open(ngx_http_request_t *r, json_t *doc)
     }
 
     /* a logout, a role change or a removal ends the watch, as a chat */
-    if (ctx->token_key.len > sizeof("sess:") - 1) {
-        key.data = ctx->token_key.data + sizeof("sess:") - 1;
-        key.len = ctx->token_key.len - (sizeof("sess:") - 1);
-
-        if (ngx_scenario_watch(r, &key, ngx_scenario_live_revoked, lv)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_scenario_watch_member(r, &ctx->user_id_text,
-                                  ngx_scenario_live_revoked, lv)
+    if (ngx_scenario_watch_login(r, ngx_scenario_live_revoked, lv)
         != NGX_OK)
     {
         return NGX_ERROR;

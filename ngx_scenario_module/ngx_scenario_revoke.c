@@ -259,3 +259,30 @@ ngx_scenario_watch_member(ngx_http_request_t *r, ngx_str_t *id,
     /* a member does not expire: no "sess:" key to ask about */
     return ngx_scenario_watch_add(r, &key, handler, data, 0);
 }
+
+
+/*
+ * What ends a live connection of a signed-in user: a logout or the expiry
+ * of its token, and a role change or a removal of its member.
+ */
+
+ngx_int_t
+ngx_scenario_watch_login(ngx_http_request_t *r,
+    ngx_scenario_revoked_pt handler, void *data)
+{
+    ngx_str_t            key;
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+
+    if (ctx->token_key.len > sizeof("sess:") - 1) {
+        key.data = ctx->token_key.data + sizeof("sess:") - 1;
+        key.len = ctx->token_key.len - (sizeof("sess:") - 1);
+
+        if (ngx_scenario_watch(r, &key, handler, data) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_scenario_watch_member(r, &ctx->user_id_text, handler, data);
+}
