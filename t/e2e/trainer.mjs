@@ -17,7 +17,8 @@
 // the assignment's status; the trainee sees the new status, the comment
 // and the override; the trainer archives the scenario.  Screenshots go
 // to t/e2e/screenshots/; with E2E_UPDATE_DOCS=1, editor, org,
-// assignments, dashboard-assigned, team, review and watch are also copied
+// assignments, dashboard-assigned, team, review, watch and chat-watched are
+// also copied
 // to docs/screenshots/ (the README's pictures).
 import assert from 'node:assert/strict';
 import { mkdirSync, copyFileSync, readFileSync } from 'node:fs';
@@ -403,7 +404,8 @@ try {
   assert.equal(await page.locator('#watch-note').isVisible(), false, 'nobody is watching yet');
 
   step('the trainer opens watch live in a second browser');
-  const watchCtx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  // (reduced motion: its screenshots show the scores, not their animation)
+  const watchCtx = await browser.newContext({ viewport: { width: 1280, height: 860 }, reducedMotion: 'reduce' });
   // what the watcher's persona bubbles showed as they changed
   await watchCtx.addInitScript(() => {
     window.__observed = {};
@@ -552,6 +554,7 @@ try {
     new RegExp(`^${overall} → ${newScore} by Demo Trainer, .*The courier was promised without a time`), 'the audit trail: old and new score, who, why');
   assert.equal(await tp.locator('#override-form-reason-error').isVisible(), false, 'the error is gone');
   assert.equal((await tp.locator('#current-score').textContent()).trim(), `Current score: ${newScore}.`);
+  await tp.locator(`#overall[data-score="${newScore}"]`).waitFor();
   await tp.evaluate(() => window.scrollTo(0, 0));
   await tp.screenshot({ path: join(shots, 'review.png') });
   await narrowFitsOn(tp, 'the review');
@@ -597,7 +600,7 @@ try {
     copyFileSync(join(shots, 'org.png'), join(docs, 'org.png'));
     copyFileSync(join(shots, 'assignments.png'), join(docs, 'assignments.png'));
     copyFileSync(join(shots, 'dashboard-assigned.png'), join(docs, 'dashboard-assigned.png'));
-    for (const n of ['team', 'review', 'watch']) copyFileSync(join(shots, `${n}.png`), join(docs, `${n}.png`));
+    for (const n of ['team', 'review', 'watch', 'chat-watched']) copyFileSync(join(shots, `${n}.png`), join(docs, `${n}.png`));
   }
   step('ok');
 } catch (e) {

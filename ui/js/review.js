@@ -192,6 +192,14 @@ export async function renderReview({ params }) {
     if (res.changed) {
       r.overrides.push(res.override);
       listOr(overrides, r.overrides, overrideItem, '');
+      // the assessment's overall is the new score now
+      const fresh = await api('GET', `/review/sessions/${id}`).catch(() => null);
+      if (fresh?.assessment) {
+        const card = assessmentCard(fresh.assessment);
+        assessEl.replaceWith(card);
+        assessEl = card;
+        card.querySelector('.ring')?.play();
+      }
       announce(`The score is now ${res.new_score} (XP ${res.xp_delta >= 0 ? '+' : ''}${res.xp_delta}).`);
     } else {
       announce(`The score already is ${res.new_score}: nothing changed.`);
@@ -200,6 +208,7 @@ export async function renderReview({ params }) {
     reason.value = '';
   });
 
+  let assessEl = assessmentCard(r.assessment);
   const el = h('div.page.review-page',
     h('p', h('a', { href: `#/team/${r.trainee.id}` }, `← ${trainee}`)),
     h('div.page-head.head-row',
@@ -219,7 +228,7 @@ export async function renderReview({ params }) {
             ? h('ol.chat-log.readonly', { id: 'transcript', 'aria-label': 'Transcript' },
               r.transcript.map((m) => bubble(m, persona, trainee)))
             : h('p.muted', 'No messages.')),
-        assessmentCard(r.assessment)),
+        assessEl),
       h('div.review-side',
         h('section.card', { 'aria-labelledby': 'override-title' },
           h('h2', { id: 'override-title' }, 'Score'),
