@@ -2,7 +2,9 @@
 # playwright-core (t/e2e/journey.mjs) against nginx serving ui/ and the API,
 # with the stand-in model server: the trainee's journey, then the trainer's
 # (t/e2e/trainer.mjs: invites, roles, the scenario editor and its field
-# errors, try, publish, assignments and their status, archive; an admin
+# errors, try, publish, an assignment to the demo trainee and its status,
+# watch live, the team view, the CSV, a session's review, a comment and an
+# override that the trainee sees, archive; an admin
 # made by scenario_admin_email, the seed's demo trainer).  Fails (never skips) when Chromium, node or
 # node_modules/playwright-core is missing.
 use strict;
@@ -82,7 +84,9 @@ $out = `cd '$repo' && '$node' t/e2e/trainer.mjs 2>&1`;
 $rc = $? >> 8;
 is($rc, 0, 'the trainer\'s journey passes (t/e2e/trainer.mjs)') or diag($out);
 note($out) if $rc == 0;
-ok(-s "$shots/$_.png", "screenshot $_.png") for qw(org editor-error editor assignments dashboard-assigned);
+ok(-s "$shots/$_.png", "screenshot $_.png")
+    for qw(org editor-error editor assignments dashboard-assigned chat-watched
+           watch team trainee review);
 
 stop_nginx();
 done_testing();

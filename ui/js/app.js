@@ -1,7 +1,7 @@
 // The app shell: a hash router (#/login, #/signup, #/invite/CODE, #/,
 // #/chat/ID, #/summary/ID, #/session/ID, and for trainers and admins
-// #/author, #/author/new, #/author/ID, #/assignments, #/org), the signed-in
-// user, logout.
+// #/author, #/author/new, #/author/ID, #/assignments, #/team, #/team/ID,
+// #/review/ID, #/watch/ID, #/org), the signed-in user, logout.
 
 import { api, explain, setUnauthorizedHandler, ApiError } from './api.js';
 import { h, announce } from './dom.js';
@@ -11,6 +11,9 @@ import { renderChat, renderSummary, renderSession } from './session.js';
 import { renderAuthorList, renderEditor } from './authoring.js';
 import { renderOrg } from './org.js';
 import { renderAssignments } from './assignments.js';
+import { renderTeam, renderTrainee } from './team.js';
+import { renderReview } from './review.js';
+import { renderWatch } from './watch.js';
 
 export const state = {
   user: null,
@@ -51,6 +54,7 @@ function showNav() {
     ? `${state.user.display_name}${role} · level ${state.user.level}` : '';
   document.getElementById('nav-author').hidden = !isTrainer();
   document.getElementById('nav-assign').hidden = !isTrainer();
+  document.getElementById('nav-team').hidden = !isTrainer();
   document.getElementById('nav-org').hidden = !isAdmin();
 }
 
@@ -93,6 +97,10 @@ const routes = [
   [/^#\/author$/, renderAuthorList, true],
   [/^#\/author\/(new|\d+)$/, renderEditor, true],
   [/^#\/assignments$/, renderAssignments, true],
+  [/^#\/team$/, renderTeam, true],
+  [/^#\/team\/(\d+)$/, renderTrainee, true],
+  [/^#\/review\/(\d+)$/, renderReview, true],
+  [/^#\/watch\/(\d+)$/, renderWatch, true],
   [/^#\/org$/, renderOrg, true],
 ];
 

@@ -1,7 +1,7 @@
 // The chat protocol (API.md "Chat over WebSocket") as a small state machine:
 // messages keyed by seq (so replays and resumes never duplicate), pending
 // user messages keyed by client_msg_id until their ack, reconnection with
-// backoff and {"type":"resume","after_seq":N}.
+// backoff and {"type":"resume","after_seq":N}; who is watching (issue 9).
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -22,6 +22,7 @@ export class ChatClient {
     this.attempt = 0;
     this.timer = null;
     this.scenario = null;
+    this.watchers = new Map();   // trainer id -> display name, while watching
     this.onChange = onChange || (() => {});
     this.onStatus = onStatus || (() => {});
     this.onResolved = onResolved || (() => {});
@@ -210,6 +211,11 @@ export class ChatClient {
         }
         break;
       }
+      case 'watching':
+        // a trainer watches read-only (GET /sessions/{id}/watch), or stopped
+        if (msg.watching) this.watchers.set(msg.watcher?.id, msg.watcher?.display_name || 'A trainer');
+        else this.watchers.delete(msg.watcher?.id);
+        break;
       case 'resolved':
         this.stop();
         this.onResolved();

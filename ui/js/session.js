@@ -17,8 +17,8 @@ function personaHeader(scenario, extra) {
     extra);
 }
 
-function bubble(m, personaName) {
-  const who = m.role === 'user' ? 'You' : personaName;
+export function bubble(m, personaName, userName = 'You') {
+  const who = m.role === 'user' ? userName : personaName;
   return h('li', { class: `msg msg-${m.role}` },
     h('span.msg-who', who),
     h('div.msg-body', m.content));
@@ -66,6 +66,8 @@ export async function renderChat({ params }) {
     input, sendBtn,
     h('p.hint.small', { id: 'chat-hint' }, 'Enter to send, Shift+Enter for a new line.'));
 
+  // a trainer watching live (the chat's "watching" events) is said plainly
+  const watchNote = h('p.watch-note', { id: 'watch-note', role: 'status', hidden: true });
   const els = new Map();   // item key -> li
   const client = new ChatClient(id, {
     onChange: render,
@@ -101,7 +103,19 @@ export async function renderChat({ params }) {
   }
   window.__scenarioChat = client;   // for tests and debugging
 
+  function paintWatchers() {
+    const names = [...client.watchers.values()];
+    const text = names.length
+      ? `${names.join(' and ')} ${names.length === 1 ? 'is' : 'are'} watching this conversation live (read-only).`
+      : '';
+    if (watchNote.textContent === text) return;
+    watchNote.textContent = text;
+    watchNote.hidden = !names.length;
+    watchNote.dataset.watching = String(names.length > 0);
+  }
+
   function render() {
+    paintWatchers();
     const items = client.items();
     const seen = new Set();
     let prev = null;
@@ -187,7 +201,7 @@ export async function renderChat({ params }) {
       h('div.chat-head',
         personaHeader(scenario, h('div.chat-actions', status, resolveBtn)),
         trial ? trialBanner(trial) : null,
-        goal, resolveErr),
+        watchNote, goal, resolveErr),
       scroller,
       form));
 
@@ -200,12 +214,12 @@ export async function renderChat({ params }) {
 
 // ---------------------------------------------------------------- summary
 
-const DIMENSIONS = [
+export const DIMENSIONS = [
   ['empathy', 'Empathy'], ['clarity', 'Clarity'],
   ['resolution', 'Resolution'], ['efficiency', 'Efficiency'],
 ];
 
-function scoreRing(score) {
+export function scoreRing(score) {
   const r = 52; const c = 2 * Math.PI * r;
   const arc = svg('circle', { cx: 60, cy: 60, r, fill: 'none', stroke: 'currentColor', 'stroke-width': 12,
     'stroke-linecap': 'round', 'stroke-dasharray': `${c}`, 'stroke-dashoffset': `${c}`,
@@ -222,9 +236,9 @@ function scoreRing(score) {
   return el;
 }
 
-function tone(v) { return v >= 75 ? 'good' : v >= 50 ? 'ok' : 'low'; }
+export function tone(v) { return v >= 75 ? 'good' : v >= 50 ? 'ok' : 'low'; }
 
-function dimensionChart(dims) {
+export function dimensionChart(dims) {
   const rows = DIMENSIONS.map(([k, label]) => {
     const v = Math.round(dims?.[k] ?? 0);
     return h('li.dim', { dataset: { dim: k } },
@@ -360,9 +374,25 @@ export async function renderSummary({ params }) {
 
 // ---------------------------------------------------------------- read-only
 
+// a trainer's comments and score overrides, as the owner reads them
+function trainerNotes(notes) {
+  if (!notes || (!notes.comments.length && !notes.overrides.length)) return null;
+  return h('section.card', { 'aria-labelledby': 'notes-title', id: 'trainer-notes' },
+    h('h2', { id: 'notes-title' }, 'Your trainer’s review'),
+    notes.overrides.map((o) => h('p.override', { dataset: { id: o.id } },
+      h('strong', `Score changed from ${o.old_score} to ${o.new_score}`),
+      ` by ${o.author?.display_name || 'your trainer'}: `, o.reason)),
+    h('ul.comments', notes.comments.map((c) => h('li.comment',
+      h('div.muted.small', h('strong', c.author?.display_name || 'Your trainer'), ` · ${fmtDate(c.created_at)}`),
+      h('p.comment-body', c.body)))));
+}
+
 export async function renderSession({ params }) {
   const id = Number(params[0]);
-  const sess = await api('GET', `/sessions/${id}`);
+  const [sess, notes] = await Promise.all([
+    api('GET', `/sessions/${id}`),
+    api('GET', `/sessions/${id}/review`).catch(() => null),
+  ]);
   const scenario = sess.scenario;
   const personaName = scenario.persona?.name || 'Persona';
   const el = h('div.page.session-page',
@@ -380,7 +410,8 @@ export async function renderSession({ params }) {
     sess.performance
       ? h('section.card', { 'aria-labelledby': 'assess-title' },
         h('h2', { id: 'assess-title' }, 'Assessment'), performanceBlock(sess.performance))
-      : null);
+      : null,
+    trainerNotes(notes));
   return {
     el, title: `Session with ${personaName}`, page: 'session',
     mounted() { el.querySelector('.ring')?.play(); },
