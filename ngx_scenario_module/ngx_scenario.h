@@ -259,8 +259,13 @@ ngx_int_t ngx_scenario_pg(ngx_http_request_t *r, const char *sql,
 ngx_int_t ngx_scenario_redis(ngx_http_request_t *r,
     ngx_scenario_redis_pt handler, int argc, const char **argv,
     const size_t *argvlen);
+ngx_int_t ngx_scenario_redis_eval(ngx_http_request_t *r,
+    ngx_scenario_redis_pt handler, ngx_str_t *script, ngx_uint_t nkeys,
+    ngx_str_t *keys, ngx_uint_t nargs, ngx_str_t *args);
 void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
+ngx_int_t ngx_scenario_rate_limited(ngx_http_request_t *r, time_t retry,
+    const char *msg);
 ngx_int_t ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc,
     const char *what);
 void ngx_scenario_fail(ngx_http_request_t *r, ngx_int_t rc, const char *what);
