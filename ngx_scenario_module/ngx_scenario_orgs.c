@@ -79,44 +79,20 @@ static ngx_scenario_route_t  ngx_scenario_invite_routes[] = {
 };
 
 
-ngx_int_t
-ngx_scenario_org_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_org_routes, "GET, HEAD",
-                               "organization");
-}
+ngx_scenario_api_t  ngx_scenario_org_api =
+    ngx_scenario_api(ngx_scenario_org_routes, "GET, HEAD", "organization");
 
+ngx_scenario_api_t  ngx_scenario_members_api =
+    ngx_scenario_api(ngx_scenario_members_routes, "GET, HEAD", "member");
 
-ngx_int_t
-ngx_scenario_members_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_members_routes, "GET, HEAD",
-                               "member");
-}
+ngx_scenario_api_t  ngx_scenario_member_api =
+    ngx_scenario_api(ngx_scenario_member_routes, "PATCH, DELETE", "member");
 
+ngx_scenario_api_t  ngx_scenario_invites_api =
+    ngx_scenario_api(ngx_scenario_invites_routes, "GET, HEAD, POST", "invite");
 
-ngx_int_t
-ngx_scenario_member_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_member_routes,
-                               "PATCH, DELETE", "member");
-}
-
-
-ngx_int_t
-ngx_scenario_invites_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_invites_routes,
-                               "GET, HEAD, POST", "invite");
-}
-
-
-ngx_int_t
-ngx_scenario_invite_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_invite_routes, "DELETE",
-                               "invite");
-}
+ngx_scenario_api_t  ngx_scenario_invite_api =
+    ngx_scenario_api(ngx_scenario_invite_routes, "DELETE", "invite");
 
 
 static ngx_int_t
