@@ -264,6 +264,7 @@ ngx_int_t ngx_scenario_redis_eval(ngx_http_request_t *r,
     ngx_str_t *keys, ngx_uint_t nargs, ngx_str_t *args);
 void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
+ngx_int_t ngx_scenario_unauthorized(ngx_http_request_t *r);
 ngx_int_t ngx_scenario_rate_limited(ngx_http_request_t *r, time_t retry,
     const char *msg);
 ngx_int_t ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc,

@@ -721,8 +721,7 @@ ngx_scenario_logout_handler(ngx_http_request_t *r)
 
     rc = ngx_scenario_token(r, &token, &cookie);
     if (rc != NGX_OK) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (cookie && ngx_scenario_origin_ok(r) != NGX_OK) {
@@ -807,8 +806,7 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
 
     if (ctx == NULL || ctx->user_id == 0) {
         /* the location lacks "scenario_auth_required on" */
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {

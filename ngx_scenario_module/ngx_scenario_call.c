@@ -39,8 +39,7 @@ ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_api_t *api)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     rt = ngx_scenario_route_find(r, api->routes, api->n);

@@ -155,8 +155,7 @@ ngx_scenario_resolve_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -685,8 +684,7 @@ ngx_scenario_progress_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     return ngx_scenario_query(r, ngx_scenario_progress_sql, 1,
@@ -714,8 +712,7 @@ ngx_scenario_leaderboard_handler(ngx_http_request_t *r)
     rs = ngx_pcalloc(r->pool, sizeof(ngx_scenario_resolve_t));
 
     if (ctx == NULL || rs == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     ctx->resolve = rs;

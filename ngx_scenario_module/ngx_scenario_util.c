@@ -281,6 +281,14 @@ ngx_scenario_unavailable(ngx_http_request_t *r, const char *what)
 }
 
 
+ngx_int_t
+ngx_scenario_unauthorized(ngx_http_request_t *r)
+{
+    return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                               "authentication is required");
+}
+
+
 /* 429 with Retry-After: a limit holds for so many seconds more */
 
 ngx_int_t
