@@ -60,6 +60,8 @@ static void ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 
 static json_t *ngx_scenario_user_json(PGresult *res);
+static void ngx_scenario_auth_hash(ngx_http_request_t *r, ngx_uint_t verify,
+    ngx_str_t *stored, ngx_http_event_handler_pt handler);
 static void ngx_scenario_wait_done(ngx_http_request_t *r);
 
 
@@ -210,9 +212,6 @@ static void
 ngx_scenario_register_checked(ngx_http_request_t *r, redisReply *reply,
     ngx_int_t rc)
 {
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
-
     if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
         return;
@@ -226,17 +225,7 @@ ngx_scenario_register_checked(ngx_http_request_t *r, redisReply *reply,
         return;
     }
 
-    ctx = ngx_scenario_ctx(r);
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-
-    r->write_event_handler = ngx_scenario_wait_done;
-
-    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 0, &ctx->password, NULL,
-                               ngx_scenario_register_hashed);
-    if (ctx->job == NULL) {
-        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
-                                                      "password hashing"));
-    }
+    ngx_scenario_auth_hash(r, 0, NULL, ngx_scenario_register_hashed);
 }
 
 
@@ -443,9 +432,8 @@ ngx_scenario_login_checked(ngx_http_request_t *r, redisReply *reply,
 static void
 ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
-    ngx_str_t                  hash, *stored;
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
+    ngx_str_t            hash, *stored;
+    ngx_scenario_ctx_t  *ctx;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
@@ -453,8 +441,6 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
     }
 
     ctx = ngx_scenario_ctx(r);
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-
     stored = NULL;
 
     if (PQntuples(res) == 1) {
@@ -470,14 +456,7 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 
     /* an unknown email is checked against the dummy hash: same time */
 
-    r->write_event_handler = ngx_scenario_wait_done;
-
-    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 1, &ctx->password, stored,
-                               ngx_scenario_login_verified);
-    if (ctx->job == NULL) {
-        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
-                                                      "password hashing"));
-    }
+    ngx_scenario_auth_hash(r, 1, stored, ngx_scenario_login_verified);
 }
 
 
@@ -1175,6 +1154,29 @@ ngx_scenario_user_json(PGresult *res)
                      "display_name", (char *) name.data, name.len,
                      "xp", (json_int_t) ngx_pg_int(res, 0, 3),
                      "level", (json_int_t) ngx_pg_int(res, 0, 4));
+}
+
+
+/* the password goes to the hashing threads: hashed, or checked (verify) */
+
+static void
+ngx_scenario_auth_hash(ngx_http_request_t *r, ngx_uint_t verify,
+    ngx_str_t *stored, ngx_http_event_handler_pt handler)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    r->write_event_handler = ngx_scenario_wait_done;
+
+    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, verify, &ctx->password,
+                               stored, handler);
+    if (ctx->job == NULL) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
+                                                      "password hashing"));
+    }
 }
 
 
