@@ -12,20 +12,12 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use Test::Scenario::Util qw(:all);
-use Test::Scenario::Platform;
 use Test::Scenario::Orgs;
+use Test::Scenario::Bench;
 
 my $secs = $ENV{BENCH_SECONDS} || 5;
-my %conf = %{ platform_conf(config => "location = /ok {\n"
-                                    . "    scenario_auth_required on;\n"
-                                    . "    return 200 ok;\n}\n") };
-
-my $org = new_org();
-my ($tid, $trainer) = new_user('trainer', $org);
-my ($uid, $trainee) = new_user('trainee', $org);
-pg_exec(q{INSERT INTO users (email, password_hash, display_name, org_id)
-          SELECT 'rb-' || :'v1' || '-' || g || '@example.com', 'x', 'R' || g, :'v1'
-          FROM generate_series(1, 999) g}, $org);
+my %conf = bench_conf();
+my ($org, $trainer, $uid, $trainee) = bench_org('rb', 'R', 999);
 pg_exec(q{WITH s AS (
               INSERT INTO sessions (user_id, scenario_id, status, created_at,
                                     resolved_at)
@@ -61,27 +53,7 @@ is scalar @{ $team->{trainees} }, 1000, 'with 1,000 trainees';
 is eval { my $n = 0; $n += $_->{attempts} for @{ $team->{trainees} }; $n }, 50000,
     'and 50,000 sessions';
 
-my %rps;
-for my $run (1 .. 3) {
-    for my $u (@urls) {
-        my $out = `wrk -t2 -c8 -d${secs}s -H 'Authorization: Bearer $u->[2]' http://127.0.0.1:$ENV{TEST_NGINX_PORT}$u->[1] 2>&1`;
-        my ($r) = $out =~ /Requests\/sec:\s+([\d.]+)/;
-        my ($non) = $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-        is $non // 0, 0, "$u->[1]: every answer 200 (run $run)";
-        push @{ $rps{ $u->[0] } }, $r // 0;
-    }
-}
-
-sub median { my @s = sort { $a <=> $b } @_; return $s[@s / 2] }
-
-my $base = median(@{ $rps{ $urls[0][0] } });
-diag "| endpoint | rps (median of 3) | runs | ratio to return 200 |";
-diag "|---|---|---|---|";
-for my $u (@urls) {
-    my $m = median(@{ $rps{ $u->[0] } });
-    diag sprintf "| %s | %.1f | %s | %.4f |", $u->[0], $m,
-        join(' ', map { sprintf '%.1f', $_ } @{ $rps{ $u->[0] } }), $m / $base;
-}
+bench_table(\@urls, bench_runs(\@urls, 8, $secs), '%.1f', '%.4f');
 
 stop_nginx();
 done_testing();

@@ -22,6 +22,9 @@
 
 #define NGX_REDIS_DEFAULT_PORT      6379
 
+/* an EVAL this long goes without an allocation */
+#define NGX_REDIS_EVAL_ARGS         16
+
 #define NGX_REDIS_DOWN              0
 #define NGX_REDIS_CONNECTING        1
 #define NGX_REDIS_READY             2
@@ -111,6 +114,10 @@ static void ngx_redis_conn_timer_handler(ngx_event_t *ev);
 static ngx_redis_op_t *ngx_redis_command_on(ngx_redis_pool_t *pool,
     ngx_redis_conn_t *pc, ngx_redis_handler_pt handler, void *data,
     int argc, const char **argv, const size_t *argvlen);
+static ngx_redis_op_t *ngx_redis_eval_send(ngx_redis_pool_t *pool,
+    ngx_uint_t pinned, ngx_uint_t hint, ngx_redis_handler_pt handler,
+    void *data, ngx_str_t *script, ngx_uint_t nkeys, ngx_str_t *keys,
+    ngx_uint_t nargs, ngx_str_t *args);
 static ngx_redis_conn_t *ngx_redis_pool_pick(ngx_redis_pool_t *pool);
 static ngx_uint_t ngx_redis_conn_usable(ngx_redis_conn_t *pc);
 static u_char *ngx_redis_log_error(ngx_log_t *log, u_char *buf, size_t len);
@@ -826,6 +833,88 @@ ngx_redis_command_pinned(ngx_redis_pool_t *pool, ngx_uint_t hint,
 
     return ngx_redis_command_on(pool, pc, handler, data, argc, argv,
                                 argvlen);
+}
+
+
+ngx_redis_op_t *
+ngx_redis_eval(ngx_redis_pool_t *pool, ngx_redis_handler_pt handler,
+    void *data, ngx_str_t *script, ngx_uint_t nkeys, ngx_str_t *keys,
+    ngx_uint_t nargs, ngx_str_t *args)
+{
+    return ngx_redis_eval_send(pool, 0, 0, handler, data, script, nkeys,
+                               keys, nargs, args);
+}
+
+
+ngx_redis_op_t *
+ngx_redis_eval_pinned(ngx_redis_pool_t *pool, ngx_uint_t hint,
+    ngx_redis_handler_pt handler, void *data, ngx_str_t *script,
+    ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs, ngx_str_t *args)
+{
+    return ngx_redis_eval_send(pool, 1, hint, handler, data, script, nkeys,
+                               keys, nargs, args);
+}
+
+
+/* hiredis copies the command as it queues it: argv only lives this long */
+
+static ngx_redis_op_t *
+ngx_redis_eval_send(ngx_redis_pool_t *pool, ngx_uint_t pinned,
+    ngx_uint_t hint, ngx_redis_handler_pt handler, void *data,
+    ngx_str_t *script, ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
+    ngx_str_t *args)
+{
+    u_char           buf[NGX_INT_T_LEN];
+    size_t           lens[NGX_REDIS_EVAL_ARGS], *argvlen;
+    ngx_uint_t       i, n;
+    const char      *strs[NGX_REDIS_EVAL_ARGS], **argv;
+    ngx_redis_op_t  *op;
+
+    n = 3 + nkeys + nargs;
+
+    if (n <= NGX_REDIS_EVAL_ARGS) {
+        argv = strs;
+        argvlen = lens;
+
+    } else {
+        argv = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), pool->log);
+        if (argv == NULL) {
+            return NULL;
+        }
+
+        argvlen = (size_t *) &argv[n];
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = (char *) script->data;
+    argvlen[1] = script->len;
+    argv[2] = (char *) buf;
+    argvlen[2] = ngx_sprintf(buf, "%ui", nkeys) - buf;
+
+    for (i = 0; i < nkeys; i++) {
+        argv[3 + i] = (char *) keys[i].data;
+        argvlen[3 + i] = keys[i].len;
+    }
+
+    for (i = 0; i < nargs; i++) {
+        argv[3 + nkeys + i] = (char *) args[i].data;
+        argvlen[3 + nkeys + i] = args[i].len;
+    }
+
+    if (pinned) {
+        op = ngx_redis_command_pinned(pool, hint, handler, data, (int) n,
+                                      argv, argvlen);
+
+    } else {
+        op = ngx_redis_command(pool, handler, data, (int) n, argv, argvlen);
+    }
+
+    if (argv != strs) {
+        ngx_free(argv);
+    }
+
+    return op;
 }
 
 

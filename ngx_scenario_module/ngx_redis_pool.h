@@ -107,6 +107,18 @@ ngx_redis_op_t *ngx_redis_command_pinned(ngx_redis_pool_t *pool,
     ngx_uint_t hint, ngx_redis_handler_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
 
+/*
+ * EVAL of a script: "EVAL script nkeys keys... args...", sent as by
+ * ngx_redis_command() or ngx_redis_command_pinned(), with the same return.
+ */
+ngx_redis_op_t *ngx_redis_eval(ngx_redis_pool_t *pool,
+    ngx_redis_handler_pt handler, void *data, ngx_str_t *script,
+    ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs, ngx_str_t *args);
+ngx_redis_op_t *ngx_redis_eval_pinned(ngx_redis_pool_t *pool,
+    ngx_uint_t hint, ngx_redis_handler_pt handler, void *data,
+    ngx_str_t *script, ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
+    ngx_str_t *args);
+
 /* The handler will not be called; safe at any time before it was called. */
 void ngx_redis_op_cancel(ngx_redis_op_t *op);
 

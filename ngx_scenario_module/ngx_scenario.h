@@ -259,8 +259,14 @@ ngx_int_t ngx_scenario_pg(ngx_http_request_t *r, const char *sql,
 ngx_int_t ngx_scenario_redis(ngx_http_request_t *r,
     ngx_scenario_redis_pt handler, int argc, const char **argv,
     const size_t *argvlen);
+ngx_int_t ngx_scenario_redis_eval(ngx_http_request_t *r,
+    ngx_scenario_redis_pt handler, ngx_str_t *script, ngx_uint_t nkeys,
+    ngx_str_t *keys, ngx_uint_t nargs, ngx_str_t *args);
 void ngx_scenario_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_scenario_unavailable(ngx_http_request_t *r, const char *what);
+ngx_int_t ngx_scenario_unauthorized(ngx_http_request_t *r);
+ngx_int_t ngx_scenario_rate_limited(ngx_http_request_t *r, time_t retry,
+    const char *msg);
 ngx_int_t ngx_scenario_wait(ngx_http_request_t *r, ngx_int_t rc,
     const char *what);
 void ngx_scenario_fail(ngx_http_request_t *r, ngx_int_t rc, const char *what);
@@ -306,12 +312,18 @@ typedef struct {
     ngx_scenario_pg_pt           done;        /* ngx_scenario_call_done */
 } ngx_scenario_route_t;
 
-ngx_int_t ngx_scenario_route(ngx_http_request_t *r,
-    ngx_scenario_route_t *routes, ngx_uint_t n, const char *allow,
-    const char *what);
-#define ngx_scenario_routes(r, routes, allow, what)                          \
-    ngx_scenario_route(r, routes, sizeof(routes) / sizeof(routes[0]),        \
-                       allow, what)
+/* a handler's routes, the Allow of its 405, the "<what> not found" */
+typedef struct {
+    ngx_scenario_route_t        *routes;
+    ngx_uint_t                   n;
+    const char                  *allow;
+    const char                  *what;
+} ngx_scenario_api_t;
+
+#define ngx_scenario_api(routes, allow, what)                                \
+    { routes, sizeof(routes) / sizeof(routes[0]), allow, what }
+
+ngx_int_t ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_api_t *api);
 void ngx_scenario_call_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 json_t *ngx_scenario_call_body(ngx_http_request_t *r, PGresult *res);
@@ -323,29 +335,29 @@ ngx_int_t ngx_scenario_field_error(ngx_http_request_t *r, const char *field,
     const char *message);
 
 /* ngx_scenario_orgs.c */
-ngx_int_t ngx_scenario_org_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_members_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_member_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_invites_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_invite_handler(ngx_http_request_t *r);
+extern ngx_scenario_api_t  ngx_scenario_org_api;
+extern ngx_scenario_api_t  ngx_scenario_members_api;
+extern ngx_scenario_api_t  ngx_scenario_member_api;
+extern ngx_scenario_api_t  ngx_scenario_invites_api;
+extern ngx_scenario_api_t  ngx_scenario_invite_api;
 
 /* ngx_scenario_authoring.c */
-ngx_int_t ngx_scenario_authoring_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_authoring_scenario_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_authoring_action_handler(ngx_http_request_t *r);
+extern ngx_scenario_api_t  ngx_scenario_authoring_api;
+extern ngx_scenario_api_t  ngx_scenario_authoring_scenario_api;
+extern ngx_scenario_api_t  ngx_scenario_authoring_action_api;
 
 /* ngx_scenario_assignments.c */
-ngx_int_t ngx_scenario_assignments_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_assignment_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_my_assignments_handler(ngx_http_request_t *r);
+extern ngx_scenario_api_t  ngx_scenario_assignments_api;
+extern ngx_scenario_api_t  ngx_scenario_assignment_api;
+extern ngx_scenario_api_t  ngx_scenario_my_assignments_api;
 
 /* ngx_scenario_review.c */
-ngx_int_t ngx_scenario_review_team_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_review_trainee_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_review_session_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_review_action_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_review_export_handler(ngx_http_request_t *r);
-ngx_int_t ngx_scenario_session_review_handler(ngx_http_request_t *r);
+extern ngx_scenario_api_t  ngx_scenario_review_team_api;
+extern ngx_scenario_api_t  ngx_scenario_review_trainee_api;
+extern ngx_scenario_api_t  ngx_scenario_review_session_api;
+extern ngx_scenario_api_t  ngx_scenario_review_action_api;
+extern ngx_scenario_api_t  ngx_scenario_review_export_api;
+extern ngx_scenario_api_t  ngx_scenario_session_review_api;
 
 /* ngx_scenario_fields.c */
 ngx_int_t ngx_scenario_fields_check(json_t *body, u_char *field,

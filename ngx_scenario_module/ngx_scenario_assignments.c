@@ -35,25 +35,15 @@ static ngx_scenario_route_t  ngx_scenario_my_assignments_routes[] = {
 };
 
 
-ngx_int_t
-ngx_scenario_assignments_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_assignments_routes,
-                               "GET, HEAD, POST", "assignment");
-}
+ngx_scenario_api_t  ngx_scenario_assignments_api =
+    ngx_scenario_api(ngx_scenario_assignments_routes,
+                     "GET, HEAD, POST", "assignment");
+
+ngx_scenario_api_t  ngx_scenario_assignment_api =
+    ngx_scenario_api(ngx_scenario_assignment_routes, "DELETE", "assignment");
+
+ngx_scenario_api_t  ngx_scenario_my_assignments_api =
+    ngx_scenario_api(ngx_scenario_my_assignments_routes,
+                     "GET, HEAD", "assignment");
 
 
-ngx_int_t
-ngx_scenario_assignment_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_assignment_routes, "DELETE",
-                               "assignment");
-}
-
-
-ngx_int_t
-ngx_scenario_my_assignments_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_my_assignments_routes,
-                               "GET, HEAD", "assignment");
-}

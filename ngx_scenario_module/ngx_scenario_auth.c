@@ -60,6 +60,8 @@ static void ngx_scenario_me_done(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 
 static json_t *ngx_scenario_user_json(PGresult *res);
+static void ngx_scenario_auth_hash(ngx_http_request_t *r, ngx_uint_t verify,
+    ngx_str_t *stored, ngx_http_event_handler_pt handler);
 static void ngx_scenario_wait_done(ngx_http_request_t *r);
 
 
@@ -69,7 +71,7 @@ static void ngx_scenario_wait_done(ngx_http_request_t *r);
  * or how many milliseconds are left before the counter over its limit
  * resets.
  */
-static const char  ngx_scenario_limit_check[] =
+static ngx_str_t  ngx_scenario_limit_check = ngx_string(
     "local l = {tonumber(ARGV[1]), tonumber(ARGV[2])} "
     "for i, k in ipairs(KEYS) do "
     "if tonumber(redis.call('GET', k) or '0') >= l[i] then "
@@ -78,24 +80,24 @@ static const char  ngx_scenario_limit_check[] =
     "for _, k in ipairs(KEYS) do "
     "if redis.call('INCR', k) == 1 then "
     "redis.call('PEXPIRE', k, ARGV[3]) end end "
-    "return 0";
+    "return 0");
 
 /*
  * a session; on login the email's attempts are forgiven and the address
  * gets its successful attempt back
  */
-static const char  ngx_scenario_session_script[] =
+static ngx_str_t  ngx_scenario_session_script = ngx_string(
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
     "if KEYS[2] then redis.call('DEL', KEYS[2]) end "
     "if KEYS[3] and redis.call('DECR', KEYS[3]) < 1 then "
     "redis.call('DEL', KEYS[3]) end "
-    "return 1";
+    "return 1");
 
 /* the session is gone, and every worker's cache is told at once */
-static const char  ngx_scenario_logout_script[] =
+static ngx_str_t  ngx_scenario_logout_script = ngx_string(
     "local n = redis.call('DEL', KEYS[1]) "
     "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
-    "return n";
+    "return n");
 
 
 static const char  ngx_scenario_user_by_email[] =
@@ -152,9 +154,8 @@ ngx_scenario_register_body(ngx_http_request_t *r)
 {
     u_char                     limit[NGX_INT_T_LEN];
     u_char                     window[NGX_TIME_T_LEN];
-    size_t                     argvlen[7];
     ngx_int_t                  rc;
-    const char                *argv[7];
+    ngx_str_t                  args[3];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -190,25 +191,16 @@ ngx_scenario_register_body(ngx_http_request_t *r)
                                       r->connection->addr_text.len)
                            - ctx->key_address.data;
 
-    argv[0] = "EVAL";
-    argv[1] = ngx_scenario_limit_check;
-    argv[2] = "1";
-    argv[3] = (char *) ctx->key_address.data;
-    argv[4] = (char *) limit;
-    argv[5] = "0";
-    argv[6] = (char *) window;
+    args[0].data = limit;
+    args[0].len = ngx_sprintf(limit, "%ui", smcf->register_address) - limit;
+    ngx_str_set(&args[1], "0");
+    args[2].data = window;
+    args[2].len = ngx_sprintf(window, "%T", smcf->register_window * 1000)
+                  - window;
 
-    argvlen[0] = 4;
-    argvlen[1] = sizeof(ngx_scenario_limit_check) - 1;
-    argvlen[2] = 1;
-    argvlen[3] = ctx->key_address.len;
-    argvlen[4] = ngx_sprintf(limit, "%ui", smcf->register_address) - limit;
-    argvlen[5] = 1;
-    argvlen[6] = ngx_sprintf(window, "%T", smcf->register_window * 1000)
-                 - window;
-
-    rc = ngx_scenario_redis(r, ngx_scenario_register_checked, 7, argv,
-                            argvlen);
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_register_checked,
+                                 &ngx_scenario_limit_check, 1,
+                                 &ctx->key_address, 3, args);
 
     if (rc != NGX_OK) {
         ngx_scenario_fail(r, rc, "redis");
@@ -220,35 +212,20 @@ static void
 ngx_scenario_register_checked(ngx_http_request_t *r, redisReply *reply,
     ngx_int_t rc)
 {
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
-
     if (rc != NGX_OK || reply->type != REDIS_REPLY_INTEGER) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "redis"));
         return;
     }
 
     if (reply->integer != 0) {
-        (void) ngx_http_json_retry_after(r,
-                                     (time_t) (reply->integer + 999) / 1000);
-        ngx_scenario_finalize(r, ngx_http_json_error(r,
-                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+        ngx_scenario_finalize(r, ngx_scenario_rate_limited(r,
+                              (time_t) (reply->integer + 999) / 1000,
                               "too many registrations from this address, "
                               "try again later"));
         return;
     }
 
-    ctx = ngx_scenario_ctx(r);
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-
-    r->write_event_handler = ngx_scenario_wait_done;
-
-    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 0, &ctx->password, NULL,
-                               ngx_scenario_register_hashed);
-    if (ctx->job == NULL) {
-        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
-                                                      "password hashing"));
-    }
+    ngx_scenario_auth_hash(r, 0, NULL, ngx_scenario_register_hashed);
 }
 
 
@@ -353,9 +330,8 @@ ngx_scenario_login_body(ngx_http_request_t *r)
     u_char                     digest[crypto_hash_sha256_BYTES];
     u_char                     limits[2][NGX_INT_T_LEN];
     u_char                     window[NGX_TIME_T_LEN];
-    size_t                     argvlen[8];
     ngx_int_t                  rc;
-    const char                *argv[8];
+    ngx_str_t                  keys[2], args[3];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -399,28 +375,22 @@ ngx_scenario_login_body(ngx_http_request_t *r)
                                       r->connection->addr_text.len)
                            - ctx->key_address.data;
 
-    argv[0] = "EVAL";
-    argv[1] = ngx_scenario_limit_check;
-    argv[2] = "2";
-    argv[3] = (char *) ctx->key_email.data;
-    argv[4] = (char *) ctx->key_address.data;
-    argv[5] = (char *) limits[0];
-    argv[6] = (char *) limits[1];
-    argv[7] = (char *) window;
+    keys[0] = ctx->key_email;
+    keys[1] = ctx->key_address;
 
-    argvlen[0] = 4;
-    argvlen[1] = sizeof(ngx_scenario_limit_check) - 1;
-    argvlen[2] = 1;
-    argvlen[3] = ctx->key_email.len;
-    argvlen[4] = ctx->key_address.len;
-    argvlen[5] = ngx_sprintf(limits[0], "%ui", smcf->limit_email)
-                 - limits[0];
-    argvlen[6] = ngx_sprintf(limits[1], "%ui", smcf->limit_address)
-                 - limits[1];
-    argvlen[7] = ngx_sprintf(window, "%T", smcf->limit_window * 1000)
-                 - window;
+    args[0].data = limits[0];
+    args[0].len = ngx_sprintf(limits[0], "%ui", smcf->limit_email)
+                  - limits[0];
+    args[1].data = limits[1];
+    args[1].len = ngx_sprintf(limits[1], "%ui", smcf->limit_address)
+                  - limits[1];
+    args[2].data = window;
+    args[2].len = ngx_sprintf(window, "%T", smcf->limit_window * 1000)
+                  - window;
 
-    rc = ngx_scenario_redis(r, ngx_scenario_login_checked, 8, argv, argvlen);
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_login_checked,
+                                 &ngx_scenario_limit_check, 2, keys, 3,
+                                 args);
 
     if (rc != NGX_OK) {
         ngx_scenario_fail(r, rc, "redis");
@@ -442,10 +412,8 @@ ngx_scenario_login_checked(ngx_http_request_t *r, redisReply *reply,
     if (reply->integer != 0) {
         ngx_scenario_count(r, NGX_SCENARIO_M_LOGIN_LIMITED, 1);
 
-        (void) ngx_http_json_retry_after(r,
-                                     (time_t) (reply->integer + 999) / 1000);
-        ngx_scenario_finalize(r, ngx_http_json_error(r,
-                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+        ngx_scenario_finalize(r, ngx_scenario_rate_limited(r,
+                              (time_t) (reply->integer + 999) / 1000,
                               "too many failed logins, try again later"));
         return;
     }
@@ -464,9 +432,8 @@ ngx_scenario_login_checked(ngx_http_request_t *r, redisReply *reply,
 static void
 ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
-    ngx_str_t                  hash, *stored;
-    ngx_scenario_ctx_t        *ctx;
-    ngx_scenario_main_conf_t  *smcf;
+    ngx_str_t            hash, *stored;
+    ngx_scenario_ctx_t  *ctx;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
         ngx_scenario_finalize(r, ngx_scenario_unavailable(r, "postgres"));
@@ -474,8 +441,6 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
     }
 
     ctx = ngx_scenario_ctx(r);
-    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-
     stored = NULL;
 
     if (PQntuples(res) == 1) {
@@ -491,14 +456,7 @@ ngx_scenario_login_user(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 
     /* an unknown email is checked against the dummy hash: same time */
 
-    r->write_event_handler = ngx_scenario_wait_done;
-
-    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, 1, &ctx->password, stored,
-                               ngx_scenario_login_verified);
-    if (ctx->job == NULL) {
-        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
-                                                      "password hashing"));
-    }
+    ngx_scenario_auth_hash(r, 1, stored, ngx_scenario_login_verified);
 }
 
 
@@ -571,11 +529,9 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
     u_char                     raw[32], key[sizeof("sess:") - 1
                                             + NGX_SCENARIO_HASH_HEX];
     u_char                     id[NGX_INT64_LEN], ttl[NGX_TIME_T_LEN];
-    size_t                     argvlen[9];
     ngx_int_t                  rc;
-    ngx_str_t                  src, dst;
+    ngx_str_t                  src, dst, keys[3], args[2];
     ngx_uint_t                 n;
-    const char                *argv[9];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_main_conf_t  *smcf;
 
@@ -601,32 +557,25 @@ ngx_scenario_session_start(ngx_http_request_t *r, ngx_uint_t status)
 
     /* KEYS: the session, and on login the attempt counters */
 
-    n = 0;
-    argv[n] = "EVAL";
-    argvlen[n++] = 4;
-    argv[n] = ngx_scenario_session_script;
-    argvlen[n++] = sizeof(ngx_scenario_session_script) - 1;
-    argv[n] = ctx->key_email.len ? "3" : "1";
-    argvlen[n++] = 1;
-    argv[n] = (char *) key;
-    argvlen[n++] = sizeof(key);
+    keys[0].data = key;
+    keys[0].len = sizeof(key);
+    n = 1;
 
     if (ctx->key_email.len) {
-        argv[n] = (char *) ctx->key_email.data;
-        argvlen[n++] = ctx->key_email.len;
-        argv[n] = (char *) ctx->key_address.data;
-        argvlen[n++] = ctx->key_address.len;
+        keys[n++] = ctx->key_email;
+        keys[n++] = ctx->key_address;
     }
 
-    argv[n] = (char *) id;
-    argvlen[n++] = ngx_sprintf(id, "%L", (int64_t) json_integer_value(
-                                   json_object_get(ctx->user, "id")))
-                   - id;
-    argv[n] = (char *) ttl;
-    argvlen[n++] = ngx_sprintf(ttl, "%T", smcf->token_ttl) - ttl;
+    args[0].data = id;
+    args[0].len = ngx_sprintf(id, "%L", (int64_t) json_integer_value(
+                                  json_object_get(ctx->user, "id")))
+                  - id;
+    args[1].data = ttl;
+    args[1].len = ngx_sprintf(ttl, "%T", smcf->token_ttl) - ttl;
 
-    rc = ngx_scenario_redis(r, ngx_scenario_session_started, (int) n, argv,
-                            argvlen);
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_session_started,
+                                 &ngx_scenario_session_script, n, keys, 2,
+                                 args);
 
     if (rc != NGX_OK) {
         ngx_scenario_fail(r, rc, "redis");
@@ -736,11 +685,9 @@ ngx_int_t
 ngx_scenario_logout_handler(ngx_http_request_t *r)
 {
     u_char               *key;
-    size_t                argvlen[4];
     ngx_int_t             rc;
     ngx_str_t             token;
     ngx_uint_t            cookie;
-    const char           *argv[4];
     ngx_scenario_ctx_t   *ctx;
 
     if (r->method != NGX_HTTP_POST) {
@@ -753,8 +700,7 @@ ngx_scenario_logout_handler(ngx_http_request_t *r)
 
     rc = ngx_scenario_token(r, &token, &cookie);
     if (rc != NGX_OK) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (cookie && ngx_scenario_origin_ok(r) != NGX_OK) {
@@ -775,17 +721,9 @@ ngx_scenario_logout_handler(ngx_http_request_t *r)
     ctx->token_key.data = key;
     ctx->token_key.len = sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX;
 
-    argv[0] = "EVAL";
-    argv[1] = ngx_scenario_logout_script;
-    argv[2] = "1";
-    argv[3] = (char *) key;
-
-    argvlen[0] = 4;
-    argvlen[1] = sizeof(ngx_scenario_logout_script) - 1;
-    argvlen[2] = 1;
-    argvlen[3] = sizeof("sess:") - 1 + NGX_SCENARIO_HASH_HEX;
-
-    rc = ngx_scenario_redis(r, ngx_scenario_logout_done, 4, argv, argvlen);
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_logout_done,
+                                 &ngx_scenario_logout_script, 1,
+                                 &ctx->token_key, 0, NULL);
 
     return ngx_scenario_wait(r, rc, "redis");
 }
@@ -847,8 +785,7 @@ ngx_scenario_me_handler(ngx_http_request_t *r)
 
     if (ctx == NULL || ctx->user_id == 0) {
         /* the location lacks "scenario_auth_required on" */
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -1217,6 +1154,29 @@ ngx_scenario_user_json(PGresult *res)
                      "display_name", (char *) name.data, name.len,
                      "xp", (json_int_t) ngx_pg_int(res, 0, 3),
                      "level", (json_int_t) ngx_pg_int(res, 0, 4));
+}
+
+
+/* the password goes to the hashing threads: hashed, or checked (verify) */
+
+static void
+ngx_scenario_auth_hash(ngx_http_request_t *r, ngx_uint_t verify,
+    ngx_str_t *stored, ngx_http_event_handler_pt handler)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    ctx = ngx_scenario_ctx(r);
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+
+    r->write_event_handler = ngx_scenario_wait_done;
+
+    ctx->job = ngx_pwhash_post(r, &smcf->pwhash, verify, &ctx->password,
+                               stored, handler);
+    if (ctx->job == NULL) {
+        ngx_scenario_finalize(r, ngx_scenario_unavailable(r,
+                                                      "password hashing"));
+    }
 }
 
 

@@ -51,28 +51,16 @@ static ngx_scenario_route_t  ngx_scenario_authoring_action_routes[] = {
 };
 
 
-ngx_int_t
-ngx_scenario_authoring_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_authoring_routes,
-                               "GET, HEAD, POST", "scenario");
-}
+ngx_scenario_api_t  ngx_scenario_authoring_api =
+    ngx_scenario_api(ngx_scenario_authoring_routes,
+                     "GET, HEAD, POST", "scenario");
 
+ngx_scenario_api_t  ngx_scenario_authoring_scenario_api =
+    ngx_scenario_api(ngx_scenario_authoring_scenario_routes,
+                     "GET, HEAD, PUT", "scenario");
 
-ngx_int_t
-ngx_scenario_authoring_scenario_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_authoring_scenario_routes,
-                               "GET, HEAD, PUT", "scenario");
-}
-
-
-ngx_int_t
-ngx_scenario_authoring_action_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_authoring_action_routes,
-                               "POST", "scenario");
-}
+ngx_scenario_api_t  ngx_scenario_authoring_action_api =
+    ngx_scenario_api(ngx_scenario_authoring_action_routes, "POST", "scenario");
 
 
 /* the scenario, every field checked, goes to Postgres as one document */

@@ -226,38 +226,29 @@ ngx_scenario_user_cache(ngx_http_request_t *r, ngx_str_t *id, json_t *user,
 
 /* the profile changed: Redis drops it and every worker is told */
 
-static const char  ngx_scenario_forget_script[] =
+static ngx_str_t  ngx_scenario_forget_script = ngx_string(
     "redis.call('DEL', KEYS[1]) "
     "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
-    "return 1";
+    "return 1");
 
 
 void
 ngx_scenario_user_forget(ngx_http_request_t *r, ngx_str_t *id)
 {
-    u_char                    *key;
-    size_t                     argvlen[4];
-    const char                *argv[4];
+    ngx_str_t                  key;
     ngx_scenario_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
     ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, id);
 
-    key = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
-    if (key == NULL) {
+    key.data = ngx_pnalloc(r->pool, sizeof("user:") - 1 + id->len);
+    if (key.data == NULL) {
         return;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_forget_script;
-    argvlen[1] = sizeof(ngx_scenario_forget_script) - 1;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) key;
-    argvlen[3] = ngx_sprintf(key, "user:%V", id) - key;
+    key.len = ngx_sprintf(key.data, "user:%V", id) - key.data;
 
-    (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 4,
-                             argv, argvlen);
+    (void) ngx_redis_eval(smcf->redis_pool, NULL, NULL,
+                          &ngx_scenario_forget_script, 1, &key, 0, NULL);
 }

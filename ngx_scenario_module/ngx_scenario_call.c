@@ -1,9 +1,11 @@
 /*
  * The endpoints that are one call of a SQL function (sql/022 on): the
- * organization, its members and invites, scenario authoring.  A handler
- * is a table of routes, one per method (and verb, the URI's last
- * segment); a route names the query, whether the URI's id is its $2, and
- * what checks the body and adds its parameters.  The query is always
+ * organization, its members and invites, scenario authoring, assignments,
+ * review.  Such an endpoint is only declared: an ngx_scenario_api_t, its
+ * table of routes, one per method (and verb, the URI's last segment),
+ * which the content handler hands to ngx_scenario_route(); a route names
+ * the query, whether the URI's id is its $2, and what checks the body and
+ * adds its parameters.  The query is always
  * "SELECT status, body FROM f($1 the caller, ...)": the function checks
  * the caller's organization and role itself and answers the status, and
  * the body or an error's {"code","message"}.
@@ -28,8 +30,7 @@ static ngx_int_t ngx_scenario_route_query(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_route_t *routes,
-    ngx_uint_t n, const char *allow, const char *what)
+ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_api_t *api)
 {
     ngx_str_t                 params[2];
     ngx_scenario_ctx_t       *ctx;
@@ -38,14 +39,13 @@ ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_route_t *routes,
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
-    rt = ngx_scenario_route_find(r, routes, n);
+    rt = ngx_scenario_route_find(r, api->routes, api->n);
 
     if (rt == NULL) {
-        return ngx_scenario_method_not_allowed(r, allow);
+        return ngx_scenario_method_not_allowed(r, api->allow);
     }
 
     /* ids are below 10^9 (the scenarios' are int) */
@@ -54,7 +54,7 @@ ngx_scenario_route(ngx_http_request_t *r, ngx_scenario_route_t *routes,
         && (ngx_scenario_session_id(r, &ctx->target) != NGX_OK
             || ctx->target.len > 9))
     {
-        return ngx_scenario_not_found(r, what);
+        return ngx_scenario_not_found(r, api->what);
     }
 
     ctx->route = rt;

@@ -294,7 +294,7 @@ static const char  ngx_scenario_chat_pending_sql[] =
  * (ARGV[2]), else dropped: a later reader rebuilds it from Postgres.  The
  * lock goes.
  */
-static const char  ngx_scenario_chat_unlock_script[] =
+static ngx_str_t  ngx_scenario_chat_unlock_script = ngx_string(
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "if #ARGV > 4 then "
     "local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 5)) "
@@ -303,19 +303,19 @@ static const char  ngx_scenario_chat_unlock_script[] =
     "else redis.call('DEL', KEYS[2]) end "
     "elseif n > tonumber(ARGV[3]) then "
     "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1) end end "
-    "return redis.call('DEL', KEYS[1])";
+    "return redis.call('DEL', KEYS[1])");
 
 /* the context anew, from Postgres: the prompt, then the turns in order */
-static const char  ngx_scenario_chat_rewrite_script[] =
+static ngx_str_t  ngx_scenario_chat_rewrite_script = ngx_string(
     "redis.call('DEL', KEYS[1]) "
     "redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400) "
     "if #ARGV > 1 then redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) "
-    "redis.call('EXPIRE', KEYS[1], 86400) end return 1";
+    "redis.call('EXPIRE', KEYS[1], 86400) end return 1");
 
 /* the lease is extended only while the lock is still its holder's */
-static const char  ngx_scenario_chat_renew_script[] =
+static ngx_str_t  ngx_scenario_chat_renew_script = ngx_string(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0");
 
 
 static ngx_uint_t  ngx_scenario_chat_number;
@@ -1438,29 +1438,20 @@ ngx_scenario_turn_renew(ngx_event_t *ev)
     ngx_scenario_turn_t  *turn = ev->data;
 
     u_char                buf[NGX_INT64_LEN];
-    size_t                argvlen[6];
-    const char           *argv[6];
+    ngx_str_t             args[2];
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_chat_renew_script;
-    argvlen[1] = sizeof(ngx_scenario_chat_renew_script) - 1;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) chat->lock_key.data;
-    argvlen[3] = chat->lock_key.len;
-    argv[4] = (char *) turn->token.data;
-    argvlen[4] = turn->token.len;
-    argv[5] = (char *) buf;
-    argvlen[5] = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
-                 - buf;
+    args[0] = turn->token;
+    args[1].data = buf;
+    args[1].len = ngx_sprintf(buf, "%M", (ngx_msec_t) NGX_SCENARIO_CHAT_LEASE)
+                  - buf;
 
     /* no answer needed: a lost lock shows at the next renewal or store */
-    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, 6, argv, argvlen);
+    (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint, NULL,
+                                 NULL, &ngx_scenario_chat_renew_script, 1,
+                                 &chat->lock_key, 2, args);
 
     ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 }
@@ -1943,11 +1934,9 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 {
     u_char                buf[NGX_INT_T_LEN], trim[NGX_INT_T_LEN],
                           bound[NGX_INT_T_LEN];
-    size_t                argvlen[11];
     ngx_int_t             next;
-    ngx_str_t             params[2];
-    ngx_uint_t            started, argc;
-    const char           *argv[11];
+    ngx_str_t             params[2], keys[2], args[6];
+    ngx_uint_t            started, n;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1967,45 +1956,38 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
     }
 
     if (turn->locked) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_scenario_chat_unlock_script;
-        argvlen[1] = sizeof(ngx_scenario_chat_unlock_script) - 1;
-        argv[2] = "2";
-        argvlen[2] = 1;
-        argv[3] = (char *) chat->lock_key.data;
-        argvlen[3] = chat->lock_key.len;
-        argv[4] = (char *) chat->context_key.data;
-        argvlen[4] = chat->context_key.len;
-        argv[5] = (char *) turn->token.data;
-        argvlen[5] = turn->token.len;
-        argv[6] = turn->fresh ? "1" : "0";
-        argvlen[6] = 1;
-        argv[7] = (char *) trim;
-        argvlen[7] = ngx_sprintf(trim, "%ui", 2 * chat->slcf->chat_context)
-                     - trim;
-        argv[8] = (char *) bound;
-        argvlen[8] = ngx_sprintf(bound, "%ui", chat->slcf->chat_context)
-                     - bound;
-        argc = 9;
+        keys[0] = chat->lock_key;
+        keys[1] = chat->context_key;
+
+        args[0] = turn->token;
+        args[1].data = (u_char *) (turn->fresh ? "1" : "0");
+        args[1].len = 1;
+        args[2].data = trim;
+        args[2].len = ngx_sprintf(trim, "%ui", 2 * chat->slcf->chat_context)
+                      - trim;
+        args[3].data = bound;
+        args[3].len = ngx_sprintf(bound, "%ui", chat->slcf->chat_context)
+                      - bound;
+        n = 4;
 
         if (turn->push_user) {
-            argv[argc] = (char *) ngx_scenario_chat_item(turn->pool,
-                                     turn->user_seq, "user", &turn->user,
-                                     &argvlen[argc]);
-            argc += (argv[argc] != NULL);
+            args[n].data = ngx_scenario_chat_item(turn->pool,
+                               turn->user_seq, "user", &turn->user,
+                               &args[n].len);
+            n += (args[n].data != NULL);
         }
 
-        if (turn->stored && (!turn->push_user || argc == 10)) {
-            argv[argc] = (char *) ngx_scenario_chat_item(turn->pool,
-                                     turn->seq, "assistant", &turn->content,
-                                     &argvlen[argc]);
-            argc += (argv[argc] != NULL);
+        if (turn->stored && (!turn->push_user || n == 5)) {
+            args[n].data = ngx_scenario_chat_item(turn->pool,
+                               turn->seq, "assistant", &turn->content,
+                               &args[n].len);
+            n += (args[n].data != NULL);
         }
 
-        (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                        NULL, NULL, argc,
-                                        argv, argvlen);
+        (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint,
+                                     NULL, NULL,
+                                     &ngx_scenario_chat_unlock_script, 2,
+                                     keys, n, args);
     }
 
     params[0] = chat->session_id;
@@ -2548,50 +2530,40 @@ static void
 ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
     ngx_str_t *system, json_t *list)
 {
-    char        **argv;
-    size_t        i, n, *argvlen;
+    size_t        i, n;
     json_t       *item;
-    ngx_str_t     content;
+    ngx_str_t     content, keys[2], *args;
     ngx_pool_t   *pool;
 
     pool = chat->turn->pool;
     n = json_array_size(list);
 
-    argv = ngx_palloc(pool, (n + 6) * sizeof(char *));
-    argvlen = ngx_palloc(pool, (n + 6) * sizeof(size_t));
-    if (argv == NULL || argvlen == NULL) {
+    args = ngx_palloc(pool, (n + 1) * sizeof(ngx_str_t));
+    if (args == NULL) {
         return;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = (char *) ngx_scenario_chat_rewrite_script;
-    argvlen[1] = sizeof(ngx_scenario_chat_rewrite_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) chat->context_key.data;
-    argvlen[3] = chat->context_key.len;
-    argv[4] = (char *) chat->system_key.data;
-    argvlen[4] = chat->system_key.len;
-    argv[5] = (char *) system->data;
-    argvlen[5] = system->len;
+    keys[0] = chat->context_key;
+    keys[1] = chat->system_key;
+    args[0] = *system;
 
     json_array_foreach(list, i, item) {
         content.data = (u_char *) json_string_value(
                                       json_object_get(item, "content"));
         content.len = json_string_length(json_object_get(item, "content"));
 
-        argv[6 + i] = (char *) ngx_scenario_chat_item(pool,
-                          (ngx_int_t) json_integer_value(
-                                          json_object_get(item, "seq")),
-                          json_string_value(json_object_get(item, "role")),
-                          &content, &argvlen[6 + i]);
-        if (argv[6 + i] == NULL) {
+        args[1 + i].data = ngx_scenario_chat_item(pool,
+                               (ngx_int_t) json_integer_value(
+                                               json_object_get(item, "seq")),
+                               json_string_value(json_object_get(item,
+                                                                 "role")),
+                               &content, &args[1 + i].len);
+        if (args[1 + i].data == NULL) {
             return;
         }
     }
 
-    (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                    NULL, NULL, (int) (n + 6),
-                                    (const char **) argv, argvlen);
+    (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint, NULL,
+                                 NULL, &ngx_scenario_chat_rewrite_script, 2,
+                                 keys, n + 1, args);
 }

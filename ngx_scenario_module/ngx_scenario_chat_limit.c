@@ -58,7 +58,7 @@ static void ngx_scenario_lease_arm(void);
  * and the lease in ms.  Returns 0 (admitted), 1 (the user's cap) or 2
  * (the address's).
  */
-static const char  ngx_scenario_admit_script[] =
+static ngx_str_t  ngx_scenario_admit_script = ngx_string(
     "local t = redis.call('TIME') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
     "local lease = tonumber(ARGV[4]) "
@@ -69,17 +69,17 @@ static const char  ngx_scenario_admit_script[] =
     "for i = 1, 2 do "
     "redis.call('ZADD', KEYS[i], now + lease, ARGV[1]) "
     "redis.call('PEXPIRE', KEYS[i], lease) end "
-    "return 0";
+    "return 0");
 
-static const char  ngx_scenario_leave_script[] =
+static ngx_str_t  ngx_scenario_leave_script = ngx_string(
     "redis.call('ZREM', KEYS[1], ARGV[1]) "
-    "return redis.call('ZREM', KEYS[2], ARGV[1])";
+    "return redis.call('ZREM', KEYS[2], ARGV[1])");
 
 /*
  * KEYS: a user's and an address's set per lease; ARGV: the lease in ms,
  * then the members.  A member is added back if Redis lost it.
  */
-static const char  ngx_scenario_renew_script[] =
+static ngx_str_t  ngx_scenario_renew_script = ngx_string(
     "local t = redis.call('TIME') "
     "local lease = tonumber(ARGV[1]) "
     "local exp = t[1] * 1000 + math.floor(t[2] / 1000) + lease "
@@ -87,7 +87,7 @@ static const char  ngx_scenario_renew_script[] =
     "for j = 2 * i - 3, 2 * i - 2 do "
     "redis.call('ZADD', KEYS[j], exp, ARGV[i]) "
     "redis.call('PEXPIRE', KEYS[j], lease) end end "
-    "return 0";
+    "return 0");
 
 
 static ngx_queue_t                ngx_scenario_leases;
@@ -147,8 +147,7 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     ngx_scenario_chat_admit_pt handler)
 {
     u_char                    *p, caps[2][NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
-    size_t                     argvlen[9];
-    const char                *argv[9];
+    ngx_str_t                  keys[2], args[4];
     ngx_connection_t          *c;
     ngx_pool_cleanup_t        *cln;
     ngx_scenario_ctx_t        *ctx;
@@ -210,31 +209,24 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
         ngx_scenario_lease_renew(&ngx_scenario_lease_timer);
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_admit_script;
-    argvlen[1] = sizeof(ngx_scenario_admit_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) lease->user_key.data;
-    argvlen[3] = lease->user_key.len;
-    argv[4] = (char *) lease->addr_key.data;
-    argvlen[4] = lease->addr_key.len;
-    argv[5] = (char *) lease->member.data;
-    argvlen[5] = lease->member.len;
-    argv[6] = (char *) caps[0];
-    argvlen[6] = ngx_sprintf(caps[0], "%ui", smcf->chat_per_user) - caps[0];
-    argv[7] = (char *) caps[1];
-    argvlen[7] = ngx_sprintf(caps[1], "%ui", smcf->chat_per_address)
-                 - caps[1];
-    argv[8] = (char *) ms;
-    argvlen[8] = ngx_sprintf(ms, "%M", smcf->chat_lease) - ms;
+    keys[0] = lease->user_key;
+    keys[1] = lease->addr_key;
+
+    args[0] = lease->member;
+    args[1].data = caps[0];
+    args[1].len = ngx_sprintf(caps[0], "%ui", smcf->chat_per_user) - caps[0];
+    args[2].data = caps[1];
+    args[2].len = ngx_sprintf(caps[1], "%ui", smcf->chat_per_address)
+                  - caps[1];
+    args[3].data = ms;
+    args[3].len = ngx_sprintf(ms, "%M", smcf->chat_lease) - ms;
 
     /* pinned: a close's ZREM always comes after its admission */
-    lease->op = ngx_redis_command_pinned(smcf->redis_pool,
-                                         NGX_SCENARIO_LEASE_HINT,
-                                         ngx_scenario_lease_admitted, lease,
-                                         9, argv, argvlen);
+    lease->op = ngx_redis_eval_pinned(smcf->redis_pool,
+                                      NGX_SCENARIO_LEASE_HINT,
+                                      ngx_scenario_lease_admitted, lease,
+                                      &ngx_scenario_admit_script, 2, keys,
+                                      4, args);
     if (lease->op == NULL) {
         return NGX_DECLINED;
     }
@@ -277,10 +269,8 @@ ngx_scenario_lease_admitted(void *data, redisReply *reply, ngx_int_t rc)
 
         /* a slot frees when a chat closes, or within a lease if it died */
         retry = (time_t) ((smcf->chat_lease + 999) / 1000);
-        (void) ngx_http_json_retry_after(r, retry);
 
-        ngx_scenario_finalize(r, ngx_http_json_error(r,
-                              NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+        ngx_scenario_finalize(r, ngx_scenario_rate_limited(r, retry,
                               reply->integer == 1
                               ? "too many open chats for this user, "
                                 "close one first"
@@ -332,8 +322,7 @@ ngx_scenario_lease_cleanup(void *data)
 static void
 ngx_scenario_lease_drop(ngx_scenario_lease_t *lease)
 {
-    size_t       argvlen[6];
-    const char  *argv[6];
+    ngx_str_t  keys[2];
 
     if (lease->op) {
         ngx_redis_op_cancel(lease->op);
@@ -351,23 +340,14 @@ ngx_scenario_lease_drop(ngx_scenario_lease_t *lease)
 
     lease->sent = 0;
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_leave_script;
-    argvlen[1] = sizeof(ngx_scenario_leave_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) lease->user_key.data;
-    argvlen[3] = lease->user_key.len;
-    argv[4] = (char *) lease->addr_key.data;
-    argvlen[4] = lease->addr_key.len;
-    argv[5] = (char *) lease->member.data;
-    argvlen[5] = lease->member.len;
+    keys[0] = lease->user_key;
+    keys[1] = lease->addr_key;
 
     /* lost if Redis is down: the lease then runs out */
-    (void) ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
-                                    NGX_SCENARIO_LEASE_HINT, NULL, NULL,
-                                    6, argv, argvlen);
+    (void) ngx_redis_eval_pinned(ngx_scenario_lease_conf->redis_pool,
+                                 NGX_SCENARIO_LEASE_HINT, NULL, NULL,
+                                 &ngx_scenario_leave_script, 2, keys, 1,
+                                 &lease->member);
 }
 
 
@@ -400,10 +380,9 @@ ngx_scenario_lease_arm(void)
 static void
 ngx_scenario_lease_renew(ngx_event_t *ev)
 {
-    u_char                 ms[NGX_INT_T_LEN], nkeys[NGX_INT_T_LEN];
-    size_t                *argvlen;
-    ngx_uint_t             n, i, m;
-    const char           **argv;
+    u_char                 ms[NGX_INT_T_LEN];
+    ngx_str_t             *keys, *args;
+    ngx_uint_t             i, m;
     ngx_queue_t           *q, *k;
     ngx_scenario_lease_t  *lease;
 
@@ -417,16 +396,21 @@ ngx_scenario_lease_renew(ngx_event_t *ev)
         return;
     }
 
-    n = 4 + 3 * NGX_SCENARIO_LEASE_BATCH;
+    /* the keys (user, address of each lease), then ARGV: the lease, members */
 
-    argv = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), ev->log);
-    if (argv == NULL) {
+    keys = ngx_alloc((3 * NGX_SCENARIO_LEASE_BATCH + 1) * sizeof(ngx_str_t),
+                     ev->log);
+    if (keys == NULL) {
         ngx_scenario_lease_owed = 1;
         ngx_scenario_lease_arm();
         return;
     }
 
-    argvlen = (size_t *) &argv[n];
+    args = &keys[2 * NGX_SCENARIO_LEASE_BATCH];
+
+    args[0].data = ms;
+    args[0].len = ngx_sprintf(ms, "%M", ngx_scenario_lease_conf->chat_lease)
+                  - ms;
 
     q = ngx_queue_head(&ngx_scenario_leases);
 
@@ -438,40 +422,26 @@ ngx_scenario_lease_renew(ngx_event_t *ev)
              m++, k = ngx_queue_next(k))
         { /* void */ }
 
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_scenario_renew_script;
-        argvlen[1] = sizeof(ngx_scenario_renew_script) - 1;
-        argv[2] = (char *) nkeys;
-        argvlen[2] = ngx_sprintf(nkeys, "%ui", 2 * m) - nkeys;
-
-        argv[3 + 2 * m] = (char *) ms;
-        argvlen[3 + 2 * m] = ngx_sprintf(ms, "%M",
-                                       ngx_scenario_lease_conf->chat_lease)
-                             - ms;
-
         for (i = 0; i < m; i++, q = ngx_queue_next(q)) {
             lease = ngx_queue_data(q, ngx_scenario_lease_t, queue);
 
-            argv[3 + 2 * i] = (char *) lease->user_key.data;
-            argvlen[3 + 2 * i] = lease->user_key.len;
-            argv[4 + 2 * i] = (char *) lease->addr_key.data;
-            argvlen[4 + 2 * i] = lease->addr_key.len;
-            argv[4 + 2 * m + i] = (char *) lease->member.data;
-            argvlen[4 + 2 * m + i] = lease->member.len;
+            keys[2 * i] = lease->user_key;
+            keys[2 * i + 1] = lease->addr_key;
+            args[1 + i] = lease->member;
         }
 
-        if (ngx_redis_command_pinned(ngx_scenario_lease_conf->redis_pool,
-                                     NGX_SCENARIO_LEASE_HINT,
-                                     ngx_scenario_lease_renewed, NULL,
-                                     (int) (4 + 3 * m), argv, argvlen)
+        if (ngx_redis_eval_pinned(ngx_scenario_lease_conf->redis_pool,
+                                  NGX_SCENARIO_LEASE_HINT,
+                                  ngx_scenario_lease_renewed, NULL,
+                                  &ngx_scenario_renew_script, 2 * m, keys,
+                                  1 + m, args)
             == NULL)
         {
             ngx_scenario_lease_owed = 1;
         }
     }
 
-    ngx_free(argv);
+    ngx_free(keys);
 
     ngx_scenario_lease_arm();
 }

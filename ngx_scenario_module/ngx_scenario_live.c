@@ -59,8 +59,7 @@ ngx_scenario_live_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     rc = ngx_http_ws_check(r);

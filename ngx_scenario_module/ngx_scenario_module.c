@@ -946,55 +946,55 @@ ngx_scenario_content_handler(ngx_http_request_t *r)
         return ngx_scenario_leaderboard_handler(r);
 
     case NGX_SCENARIO_ORG:
-        return ngx_scenario_org_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_org_api);
 
     case NGX_SCENARIO_ORG_MEMBERS:
-        return ngx_scenario_members_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_members_api);
 
     case NGX_SCENARIO_ORG_MEMBER:
-        return ngx_scenario_member_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_member_api);
 
     case NGX_SCENARIO_ORG_INVITES:
-        return ngx_scenario_invites_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_invites_api);
 
     case NGX_SCENARIO_ORG_INVITE:
-        return ngx_scenario_invite_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_invite_api);
 
     case NGX_SCENARIO_AUTHORING:
-        return ngx_scenario_authoring_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_authoring_api);
 
     case NGX_SCENARIO_AUTHORING_SCENARIO:
-        return ngx_scenario_authoring_scenario_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_authoring_scenario_api);
 
     case NGX_SCENARIO_AUTHORING_ACTION:
-        return ngx_scenario_authoring_action_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_authoring_action_api);
 
     case NGX_SCENARIO_ASSIGNMENTS:
-        return ngx_scenario_assignments_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_assignments_api);
 
     case NGX_SCENARIO_ASSIGNMENT:
-        return ngx_scenario_assignment_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_assignment_api);
 
     case NGX_SCENARIO_MY_ASSIGNMENTS:
-        return ngx_scenario_my_assignments_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_my_assignments_api);
 
     case NGX_SCENARIO_REVIEW_TEAM:
-        return ngx_scenario_review_team_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_review_team_api);
 
     case NGX_SCENARIO_REVIEW_TRAINEE:
-        return ngx_scenario_review_trainee_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_review_trainee_api);
 
     case NGX_SCENARIO_REVIEW_SESSION:
-        return ngx_scenario_review_session_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_review_session_api);
 
     case NGX_SCENARIO_REVIEW_ACTION:
-        return ngx_scenario_review_action_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_review_action_api);
 
     case NGX_SCENARIO_REVIEW_EXPORT:
-        return ngx_scenario_review_export_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_review_export_api);
 
     case NGX_SCENARIO_SESSION_REVIEW:
-        return ngx_scenario_session_review_handler(r);
+        return ngx_scenario_route(r, &ngx_scenario_session_review_api);
 
     case NGX_SCENARIO_WATCH:
         return ngx_scenario_live_handler(r);

@@ -36,11 +36,11 @@ static ngx_int_t ngx_scenario_role(ngx_http_request_t *r, json_t *body,
 
 
 /* KEYS[1] "user:<id>", ARGV[1] "member:<id>" (ngx_scenario_cache.c) */
-static const char  ngx_scenario_member_script[] =
+static ngx_str_t  ngx_scenario_member_script = ngx_string(
     "redis.call('DEL', KEYS[1]) "
     "redis.call('PUBLISH', 'scenario:invalidate', KEYS[1]) "
     "redis.call('PUBLISH', 'scenario:invalidate', ARGV[1]) "
-    "return 1";
+    "return 1");
 
 
 static ngx_scenario_route_t  ngx_scenario_org_routes[] = {
@@ -79,44 +79,20 @@ static ngx_scenario_route_t  ngx_scenario_invite_routes[] = {
 };
 
 
-ngx_int_t
-ngx_scenario_org_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_org_routes, "GET, HEAD",
-                               "organization");
-}
+ngx_scenario_api_t  ngx_scenario_org_api =
+    ngx_scenario_api(ngx_scenario_org_routes, "GET, HEAD", "organization");
 
+ngx_scenario_api_t  ngx_scenario_members_api =
+    ngx_scenario_api(ngx_scenario_members_routes, "GET, HEAD", "member");
 
-ngx_int_t
-ngx_scenario_members_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_members_routes, "GET, HEAD",
-                               "member");
-}
+ngx_scenario_api_t  ngx_scenario_member_api =
+    ngx_scenario_api(ngx_scenario_member_routes, "PATCH, DELETE", "member");
 
+ngx_scenario_api_t  ngx_scenario_invites_api =
+    ngx_scenario_api(ngx_scenario_invites_routes, "GET, HEAD, POST", "invite");
 
-ngx_int_t
-ngx_scenario_member_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_member_routes,
-                               "PATCH, DELETE", "member");
-}
-
-
-ngx_int_t
-ngx_scenario_invites_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_invites_routes,
-                               "GET, HEAD, POST", "invite");
-}
-
-
-ngx_int_t
-ngx_scenario_invite_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_invite_routes, "DELETE",
-                               "invite");
-}
+ngx_scenario_api_t  ngx_scenario_invite_api =
+    ngx_scenario_api(ngx_scenario_invite_routes, "DELETE", "invite");
 
 
 static ngx_int_t
@@ -130,9 +106,7 @@ ngx_scenario_member_check(ngx_http_request_t *r, json_t *body,
 static void
 ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 {
-    u_char              *user, *member;
-    size_t               argvlen[5];
-    const char          *argv[5];
+    ngx_str_t            user, member;
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_ctx(r);
@@ -162,25 +136,21 @@ ngx_scenario_member_done(ngx_http_request_t *r, PGresult *res, ngx_int_t rc)
 
     ngx_scenario_cache_forget(NGX_SCENARIO_CACHE_PROFILE, &ctx->target);
 
-    user = ngx_pnalloc(r->pool, sizeof("user:") - 1 + ctx->target.len);
-    member = ngx_pnalloc(r->pool, sizeof("member:") - 1 + ctx->target.len);
-    if (user == NULL || member == NULL) {
+    user.data = ngx_pnalloc(r->pool, sizeof("user:") - 1 + ctx->target.len);
+    member.data = ngx_pnalloc(r->pool,
+                              sizeof("member:") - 1 + ctx->target.len);
+    if (user.data == NULL || member.data == NULL) {
         ngx_scenario_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_member_script;
-    argvlen[1] = sizeof(ngx_scenario_member_script) - 1;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) user;
-    argvlen[3] = ngx_sprintf(user, "user:%V", &ctx->target) - user;
-    argv[4] = (char *) member;
-    argvlen[4] = ngx_sprintf(member, "member:%V", &ctx->target) - member;
+    user.len = ngx_sprintf(user.data, "user:%V", &ctx->target) - user.data;
+    member.len = ngx_sprintf(member.data, "member:%V", &ctx->target)
+                 - member.data;
 
-    rc = ngx_scenario_redis(r, ngx_scenario_member_told, 5, argv, argvlen);
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_member_told,
+                                 &ngx_scenario_member_script, 1, &user, 1,
+                                 &member);
     if (rc != NGX_OK) {
         ngx_scenario_member_told(r, NULL, NGX_ERROR);
     }

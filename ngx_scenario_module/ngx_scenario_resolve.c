@@ -116,7 +116,7 @@ static const char  ngx_scenario_board_rows_sql[] =
  * KEYS: the board, the users' hash, the board's "built" mark.  nil when the
  * board was never built (or Redis lost it): Postgres answers and rebuilds.
  */
-static const char  ngx_scenario_board_script[] =
+static ngx_str_t  ngx_scenario_board_script = ngx_string(
     "if redis.call('EXISTS', KEYS[3]) == 0 then return false end "
     "local ids = redis.call('ZREVRANGE', KEYS[1], 0, ARGV[1] - 1, "
     "'WITHSCORES') "
@@ -124,18 +124,18 @@ static const char  ngx_scenario_board_script[] =
     "for i = 1, #ids, 2 do "
     "out[#out + 1] = ids[i + 1] "
     "out[#out + 1] = redis.call('HGET', KEYS[2], ids[i]) or '' end "
-    "return out";
+    "return out");
 
-static const char  ngx_scenario_board_entry_script[] =
+static ngx_str_t  ngx_scenario_board_entry_script = ngx_string(
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) "
-    "return redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])";
+    "return redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])");
 
 /* a user's entry on both boards: absolute figures, so repeats are exact */
-static const char  ngx_scenario_board_award_script[] =
+static ngx_str_t  ngx_scenario_board_award_script = ngx_string(
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) "
     "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) "
     "redis.call('EXPIRE', KEYS[2], 1209600) "
-    "return redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])";
+    "return redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])");
 
 
 /* resolve */
@@ -155,8 +155,7 @@ ngx_scenario_resolve_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -520,8 +519,7 @@ ngx_scenario_board_award(ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *xp,
     u_char                    *all, *week;
     json_t                    *user;
     char                      *doc;
-    size_t                     argvlen[10];
-    const char                *argv[10];
+    ngx_str_t                  keys[3], args[4];
     ngx_scenario_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
@@ -537,29 +535,21 @@ ngx_scenario_board_award(ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *xp,
     json_decref(user);
 
     if (all && week && doc) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_scenario_board_award_script;
-        argvlen[1] = sizeof(ngx_scenario_board_award_script) - 1;
-        argv[2] = "3";
-        argvlen[2] = 1;
-        argv[3] = (char *) all;
-        argvlen[3] = ngx_strlen(all);
-        argv[4] = (char *) week;
-        argvlen[4] = ngx_strlen(week);
-        argv[5] = "leaderboard:users";
-        argvlen[5] = sizeof("leaderboard:users") - 1;
-        argv[6] = (char *) id->data;
-        argvlen[6] = id->len;
-        argv[7] = (char *) xp->data;
-        argvlen[7] = xp->len;
-        argv[8] = (char *) wxp->data;
-        argvlen[8] = wxp->len;
-        argv[9] = doc;
-        argvlen[9] = ngx_strlen(doc);
+        keys[0].data = all;
+        keys[0].len = ngx_strlen(all);
+        keys[1].data = week;
+        keys[1].len = ngx_strlen(week);
+        ngx_str_set(&keys[2], "leaderboard:users");
 
-        (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 10, argv,
-                                 argvlen);
+        args[0] = *id;
+        args[1] = *xp;
+        args[2] = *wxp;
+        args[3].data = (u_char *) doc;
+        args[3].len = ngx_strlen(doc);
+
+        (void) ngx_redis_eval(smcf->redis_pool, NULL, NULL,
+                              &ngx_scenario_board_award_script, 3, keys, 4,
+                              args);
     }
 
     free(doc);
@@ -694,8 +684,7 @@ ngx_scenario_progress_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     return ngx_scenario_query(r, ngx_scenario_progress_sql, 1,
@@ -710,10 +699,8 @@ ngx_int_t
 ngx_scenario_leaderboard_handler(ngx_http_request_t *r)
 {
     u_char                  *key, *mark, n[NGX_INT_T_LEN];
-    size_t                   argvlen[7];
     ngx_int_t                rc;
-    ngx_str_t                period;
-    const char              *argv[7];
+    ngx_str_t                period, keys[3], arg;
     ngx_scenario_ctx_t      *ctx;
     ngx_scenario_resolve_t  *rs;
 
@@ -725,8 +712,7 @@ ngx_scenario_leaderboard_handler(ngx_http_request_t *r)
     rs = ngx_pcalloc(r->pool, sizeof(ngx_scenario_resolve_t));
 
     if (ctx == NULL || rs == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     ctx->resolve = rs;
@@ -755,22 +741,18 @@ ngx_scenario_leaderboard_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_scenario_board_script;
-    argvlen[1] = sizeof(ngx_scenario_board_script) - 1;
-    argv[2] = "3";
-    argvlen[2] = 1;
-    argv[3] = (char *) key;
-    argvlen[3] = ngx_strlen(key);
-    argv[4] = "leaderboard:users";
-    argvlen[4] = sizeof("leaderboard:users") - 1;
-    argv[5] = (char *) mark;
-    argvlen[5] = ngx_sprintf(mark, "%s:built%Z", key) - mark - 1;
-    argv[6] = (char *) n;
-    argvlen[6] = ngx_sprintf(n, "%d", NGX_SCENARIO_BOARD_SIZE) - n;
+    keys[0].data = key;
+    keys[0].len = ngx_strlen(key);
+    ngx_str_set(&keys[1], "leaderboard:users");
+    keys[2].data = mark;
+    keys[2].len = ngx_sprintf(mark, "%s:built%Z", key) - mark - 1;
 
-    rc = ngx_scenario_redis(r, ngx_scenario_board_cached, 7, argv, argvlen);
+    arg.data = n;
+    arg.len = ngx_sprintf(n, "%d", NGX_SCENARIO_BOARD_SIZE) - n;
+
+    rc = ngx_scenario_redis_eval(r, ngx_scenario_board_cached,
+                                 &ngx_scenario_board_script, 3, keys, 1,
+                                 &arg);
 
     return ngx_scenario_wait(r, rc, "redis");
 }
@@ -905,9 +887,9 @@ ngx_scenario_board_rebuilt(ngx_http_request_t *r, PGresult *res,
     u_char                    *key, *mark;
     json_t                    *user;
     char                      *doc;
-    size_t                     argvlen[8];
-    ngx_str_t                  id, name, xp, level;
-    const char                *argv[8];
+    size_t                     argvlen[5];
+    ngx_str_t                  id, name, xp, level, keys[2], args[3];
+    const char                *argv[5];
     ngx_scenario_ctx_t        *ctx;
     ngx_scenario_resolve_t    *rs;
     ngx_scenario_main_conf_t  *smcf;
@@ -942,25 +924,18 @@ ngx_scenario_board_rebuilt(ngx_http_request_t *r, PGresult *res,
                 continue;
             }
 
-            argv[0] = "EVAL";
-            argvlen[0] = 4;
-            argv[1] = ngx_scenario_board_entry_script;
-            argvlen[1] = sizeof(ngx_scenario_board_entry_script) - 1;
-            argv[2] = "2";
-            argvlen[2] = 1;
-            argv[3] = (char *) key;
-            argvlen[3] = ngx_strlen(key);
-            argv[4] = "leaderboard:users";
-            argvlen[4] = sizeof("leaderboard:users") - 1;
-            argv[5] = (char *) id.data;
-            argvlen[5] = id.len;
-            argv[6] = (char *) xp.data;
-            argvlen[6] = xp.len;
-            argv[7] = doc;
-            argvlen[7] = ngx_strlen(doc);
+            keys[0].data = key;
+            keys[0].len = ngx_strlen(key);
+            ngx_str_set(&keys[1], "leaderboard:users");
 
-            (void) ngx_redis_command(smcf->redis_pool, NULL, NULL, 8, argv,
-                                     argvlen);
+            args[0] = id;
+            args[1] = xp;
+            args[2].data = (u_char *) doc;
+            args[2].len = ngx_strlen(doc);
+
+            (void) ngx_redis_eval(smcf->redis_pool, NULL, NULL,
+                                  &ngx_scenario_board_entry_script, 2, keys,
+                                  3, args);
 
             free(doc);
         }

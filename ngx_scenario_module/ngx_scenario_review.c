@@ -67,52 +67,26 @@ static ngx_str_t  ngx_scenario_csv_name =
     ngx_string("attachment; filename=\"team-results.csv\"");
 
 
-ngx_int_t
-ngx_scenario_review_team_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_review_team_routes,
-                               "GET, HEAD", "team");
-}
+ngx_scenario_api_t  ngx_scenario_review_team_api =
+    ngx_scenario_api(ngx_scenario_review_team_routes, "GET, HEAD", "team");
 
+ngx_scenario_api_t  ngx_scenario_review_trainee_api =
+    ngx_scenario_api(ngx_scenario_review_trainee_routes,
+                     "GET, HEAD", "trainee");
 
-ngx_int_t
-ngx_scenario_review_trainee_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_review_trainee_routes,
-                               "GET, HEAD", "trainee");
-}
+ngx_scenario_api_t  ngx_scenario_review_session_api =
+    ngx_scenario_api(ngx_scenario_review_session_routes,
+                     "GET, HEAD", "session");
 
+ngx_scenario_api_t  ngx_scenario_review_action_api =
+    ngx_scenario_api(ngx_scenario_review_action_routes, "POST", "session");
 
-ngx_int_t
-ngx_scenario_review_session_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_review_session_routes,
-                               "GET, HEAD", "session");
-}
+ngx_scenario_api_t  ngx_scenario_review_export_api =
+    ngx_scenario_api(ngx_scenario_review_export_routes, "GET, HEAD", "team");
 
-
-ngx_int_t
-ngx_scenario_review_action_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_review_action_routes,
-                               "POST", "session");
-}
-
-
-ngx_int_t
-ngx_scenario_review_export_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_review_export_routes,
-                               "GET, HEAD", "team");
-}
-
-
-ngx_int_t
-ngx_scenario_session_review_handler(ngx_http_request_t *r)
-{
-    return ngx_scenario_routes(r, ngx_scenario_session_review_routes,
-                               "GET, HEAD", "session");
-}
+ngx_scenario_api_t  ngx_scenario_session_review_api =
+    ngx_scenario_api(ngx_scenario_session_review_routes,
+                     "GET, HEAD", "session");
 
 
 /* the answer without its "board", which goes to the leaderboards */

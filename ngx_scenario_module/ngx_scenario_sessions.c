@@ -97,8 +97,7 @@ ngx_scenario_scenarios_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     return ngx_scenario_query(r, ngx_scenario_scenarios_sql, 1,
@@ -116,8 +115,7 @@ ngx_scenario_sessions_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -200,8 +198,7 @@ ngx_scenario_session_handler(ngx_http_request_t *r)
 
     ctx = ngx_scenario_user(r);
     if (ctx == NULL) {
-        return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
-                                   "authentication is required");
+        return ngx_scenario_unauthorized(r);
     }
 
     if (ngx_scenario_session_id(r, &params[0]) != NGX_OK) {

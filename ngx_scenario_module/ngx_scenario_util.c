@@ -17,6 +17,8 @@ static ngx_int_t ngx_scenario_hold(ngx_http_request_t *r,
     ngx_scenario_ctx_t *ctx);
 static void ngx_scenario_cleanup(void *data);
 static void ngx_scenario_pg_done(void *data, PGresult *res, ngx_int_t rc);
+static ngx_scenario_ctx_t *ngx_scenario_redis_ctx(ngx_http_request_t *r,
+    ngx_scenario_redis_pt handler);
 static void ngx_scenario_redis_done(void *data, redisReply *reply,
     ngx_int_t rc);
 
@@ -131,18 +133,58 @@ ngx_scenario_redis(ngx_http_request_t *r, ngx_scenario_redis_pt handler,
     ngx_scenario_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-    ctx = ngx_scenario_ctx(r);
+    ctx = ngx_scenario_redis_ctx(r, handler);
 
-    if (ctx == NULL || ngx_scenario_hold(r, ctx) != NGX_OK) {
+    if (ctx == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->redis_handler = handler;
     ctx->redis_op = ngx_redis_command(smcf->redis_pool,
                                       ngx_scenario_redis_done, r, argc,
                                       argv, argvlen);
 
     return ctx->redis_op ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* an EVAL: keys[0..nkeys-1], then args[0..nargs-1] */
+
+ngx_int_t
+ngx_scenario_redis_eval(ngx_http_request_t *r, ngx_scenario_redis_pt handler,
+    ngx_str_t *script, ngx_uint_t nkeys, ngx_str_t *keys, ngx_uint_t nargs,
+    ngx_str_t *args)
+{
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
+    ctx = ngx_scenario_redis_ctx(r, handler);
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->redis_op = ngx_redis_eval(smcf->redis_pool, ngx_scenario_redis_done,
+                                   r, script, nkeys, keys, nargs, args);
+
+    return ctx->redis_op ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_scenario_ctx_t *
+ngx_scenario_redis_ctx(ngx_http_request_t *r, ngx_scenario_redis_pt handler)
+{
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    if (ctx == NULL || ngx_scenario_hold(r, ctx) != NGX_OK) {
+        return NULL;
+    }
+
+    ctx->redis_handler = handler;
+
+    return ctx;
 }
 
 
@@ -236,6 +278,27 @@ ngx_scenario_unavailable(ngx_http_request_t *r, const char *what)
 
     return ngx_http_json_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                "unavailable", msg);
+}
+
+
+ngx_int_t
+ngx_scenario_unauthorized(ngx_http_request_t *r)
+{
+    return ngx_http_json_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                               "authentication is required");
+}
+
+
+/* 429 with Retry-After: a limit holds for so many seconds more */
+
+ngx_int_t
+ngx_scenario_rate_limited(ngx_http_request_t *r, time_t retry,
+    const char *msg)
+{
+    (void) ngx_http_json_retry_after(r, retry);
+
+    return ngx_http_json_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "rate_limited",
+                               msg);
 }
 
 
