@@ -9,6 +9,10 @@
  * connections that it watches, and that it stopped, with a "watching"
  * event of its own origin on the channel.  A message from the watcher
  * closes it (1008): it may not speak.  sql/027 checks the caller.
+ *
+ * A watch holds a slot of scenario_chat_limit, as a chat does (the same
+ * user and address leases): it costs the worker what a chat costs (a
+ * socket, a subscription), and a trainer could otherwise open any number.
  */
 
 
@@ -20,6 +24,7 @@
 
 
 typedef struct {
+    ngx_http_request_t          *request;
     ngx_http_ws_t               *ws;
     ngx_redis_sub_t             *sub;
     ngx_scenario_main_conf_t    *smcf;
@@ -30,6 +35,8 @@ typedef struct {
 } ngx_scenario_live_t;
 
 
+static void ngx_scenario_live_admitted(ngx_http_request_t *r);
+static ngx_int_t ngx_scenario_live_check(ngx_http_request_t *r);
 static void ngx_scenario_live_checked(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_scenario_live_open(ngx_http_request_t *r,
@@ -54,7 +61,7 @@ ngx_int_t
 ngx_scenario_live_handler(ngx_http_request_t *r)
 {
     ngx_int_t            rc;
-    ngx_str_t            params[2];
+    ngx_str_t            id;
     ngx_scenario_ctx_t  *ctx;
 
     ctx = ngx_scenario_user(r);
@@ -70,18 +77,51 @@ ngx_scenario_live_handler(ngx_http_request_t *r)
                                    "a WebSocket upgrade is expected here");
     }
 
-    if (ngx_scenario_session_id(r, &params[1]) != NGX_OK
-        || params[1].len > 18)
-    {
+    if (ngx_scenario_session_id(r, &id) != NGX_OK || id.len > 18) {
         return ngx_scenario_not_found(r, "session");
     }
 
-    params[0] = ctx->user_id_text;
+    /* a slot among the user's and the address's open chats, as a chat */
+    rc = ngx_scenario_chat_admit(r, ngx_scenario_live_admitted);
 
-    return ngx_scenario_wait(r, ngx_scenario_pg(r, ngx_scenario_live_sql, 2,
-                                                params,
-                                                ngx_scenario_live_checked),
-                             "postgres");
+    if (rc == NGX_AGAIN) {
+        return ngx_scenario_wait(r, NGX_OK, "redis");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_scenario_wait(r, rc, "redis");
+    }
+
+    return ngx_scenario_wait(r, ngx_scenario_live_check(r), "postgres");
+}
+
+
+static void
+ngx_scenario_live_admitted(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_scenario_live_check(r);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_fail(r, rc, "postgres");
+    }
+}
+
+
+static ngx_int_t
+ngx_scenario_live_check(ngx_http_request_t *r)
+{
+    ngx_str_t            params[2];
+    ngx_scenario_ctx_t  *ctx;
+
+    ctx = ngx_scenario_ctx(r);
+
+    params[0] = ctx->user_id_text;
+    (void) ngx_scenario_session_id(r, &params[1]);
+
+    return ngx_scenario_pg(r, ngx_scenario_live_sql, 2, params,
+                           ngx_scenario_live_checked);
 }
 
 
@@ -131,6 +171,7 @@ ngx_scenario_live_open(ngx_http_request_t *r, json_t *doc)
         return NGX_ERROR;
     }
 
+    lv->request = r;
     lv->smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
     lv->watcher = json_object_get(doc, "watcher");
 
@@ -326,6 +367,9 @@ ngx_scenario_live_closed(ngx_http_ws_t *ws, ngx_uint_t code)
     }
 
     ngx_scenario_live_tell(lv, 0);
+
+    /* the slot is free at once, not when the closing handshake ends */
+    ngx_scenario_chat_leave(lv->request);
 
     ngx_http_ws_release(ws);
 }

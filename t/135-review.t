@@ -66,7 +66,34 @@ my @ann = (seeded(21, 40, [30, 50, 40, 60], 0, 1),
            seeded(14, 60, [50, 70, 60, 60], 0, 0),
            seeded(7, 80, [70, 90, 80, 80], 0, 1),
            seeded(1, undef));
-seeded(0, 100, [100, 100, 100, 100], 1, 1, trial => 1);
+my $trial = seeded(0, 100, [100, 100, 100, 100], 1, 1, trial => 1);
+
+# how many users' figures kept by sql/029's triggers differ from a count
+# over every session and assessment (0: none)
+sub stats_drift {
+    return 0 + pg_exec(q{
+        WITH fresh AS (
+            SELECT se.user_id, count(*)::int AS attempts,
+                   count(a.session_id)::int AS resolved,
+                   coalesce(sum(a.overall), 0)::bigint AS o,
+                   coalesce(sum(a.empathy), 0)::bigint AS e,
+                   coalesce(sum(a.clarity), 0)::bigint AS c,
+                   coalesce(sum(a.resolution), 0)::bigint AS r,
+                   coalesce(sum(a.efficiency), 0)::bigint AS f,
+                   max(a.overall) AS best, max(se.created_at) AS last_at
+            FROM sessions se LEFT JOIN assessments a ON a.session_id = se.id
+            WHERE NOT se.trial GROUP BY se.user_id),
+        kept AS (
+            SELECT user_id, attempts, resolved, overall_sum, empathy_sum,
+                   clarity_sum, resolution_sum, efficiency_sum, best_overall,
+                   last_at
+            FROM review_trainee_stats
+            WHERE attempts <> 0 OR resolved <> 0 OR overall_sum <> 0
+               OR best_overall IS NOT NULL OR last_at IS NOT NULL)
+        SELECT count(*) FROM ((SELECT * FROM fresh EXCEPT SELECT * FROM kept)
+                              UNION ALL
+                              (SELECT * FROM kept EXCEPT SELECT * FROM fresh)) d});
+}
 
 my $good = "I'm so sorry, I understand how frustrating the missed birthday is. "
          . "I will refund the full \$289.99 plus the express fee today, a courier "
@@ -143,6 +170,9 @@ subtest 'the team' => sub {
 
     ($st, my $same) = api('GET', '/review/team', $admin);
     is_deeply [$st, $same], [200, $team], 'an admin sees the same';
+
+    is stats_drift(), 0, 'each trainee\'s kept figures are a full count\'s '
+        . '(sessions inserted, a trial, a resolve through the API)';
 };
 
 subtest 'a trainee over time' => sub {
@@ -325,6 +355,41 @@ subtest 'CSV export' => sub {
     ($st, undef, $res) = api('GET', '/review/export', $stranger);
     is_deeply [$st, scalar(() = $res->{body} =~ /\r\n/g)], [200, 1],
         'another organization\'s export: the header alone';
+};
+
+subtest 'the kept figures follow overrides, trials and inserts' => sub {
+    is stats_drift(), 0, 'after the overrides of Bob\'s session';
+    my (undef, $team) = api('GET', '/review/team', $trainer);
+    my ($bob_t) = grep { $_->{id} == $bid } @{ $team->{trainees} };
+    is_deeply [@{$bob_t}{qw(resolved average_overall best_overall)}], [1, 75, 75],
+        'Bob\'s average and best are the overridden score';
+
+    # Ann's best (80) overridden down to 20: her best is counted anew
+    my ($st, $o) = api('POST', "/review/sessions/$ann[2]/override", $trainer,
+                       { score => 20, reason => 'Read it again' });
+    is_deeply [$st, $o->{new_score}], [200, 20], 'Ann\'s best session overridden';
+    (undef, $team) = api('GET', '/review/team', $trainer);
+    my ($ann_t) = grep { $_->{id} == $aid } @{ $team->{trainees} };
+    is_deeply [@{$ann_t}{qw(attempts resolved average_overall best_overall)}],
+        [4, 3, 40, 60], 'her average (40 + 60 + 20) / 3 and best 60 now';
+    is stats_drift(), 0, 'still a full count\'s';
+
+    # her trial overridden: it counts nowhere still
+    ($st, $o) = api('POST', "/review/sessions/$trial/override", $trainer,
+                    { score => 5, reason => 'A trial' });
+    is_deeply [$st, $o->{new_score}], [200, 5], 'the trial overridden';
+    (undef, my $again) = api('GET', '/review/team', $trainer);
+    is_deeply $again, $team, 'the team view is as it was';
+
+    # two sessions in one statement, and a score written by hand
+    pg_exec(q{INSERT INTO sessions (user_id, scenario_id, trial)
+              VALUES (:'v1', :'v2', false), (:'v1', :'v2', true)}, $aid, $refund);
+    pg_exec(q{UPDATE assessments SET empathy = 0 WHERE session_id = :'v1'}, $ann[0]);
+    (undef, $team) = api('GET', '/review/team', $trainer);
+    ($ann_t) = grep { $_->{id} == $aid } @{ $team->{trainees} };
+    is_deeply [$ann_t->{attempts}, $ann_t->{dimensions}{empathy}], [5, 40],
+        'a bulk insert adds its attempts, not the trial\'s; a score rewritten';
+    is stats_drift(), 0, 'a full count\'s at the end';
 };
 
 subtest 'isolation' => sub {
