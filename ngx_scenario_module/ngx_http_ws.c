@@ -139,6 +139,11 @@ static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 static void ngx_http_ws_compact_header(ngx_http_request_t *r);
+static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_ws_shrink_list(ngx_pool_t *pool,
+    ngx_list_t *list);
+static void ngx_http_ws_rebase_array(ngx_array_t *a, u_char *from,
+    u_char *to, u_char *copy);
 
 static ngx_http_ws_t *ngx_http_ws_get(ngx_http_request_t *r);
 static void ngx_http_ws_read_handler(ngx_http_request_t *r);
@@ -408,6 +413,7 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
 
     ngx_http_ws_free_header_buffers(r);
     ngx_http_ws_compact_header(r);
+    ngx_http_ws_shrink_headers(r);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "websocket accepted");
 
@@ -755,6 +761,169 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
     if (ngx_pfree(c->pool, start) != NGX_OK) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                        "websocket header buffer not freed");
+    }
+}
+
+
+/*
+ * The request's header lists (20 entries each, 1,120 bytes) are kept for
+ * the connection's life: with a 1k request pool they are large
+ * allocations, so each is replaced by a copy of the entries it holds and
+ * freed, and the pointers into it (headers_in.host, the cookies...) moved
+ * to the copy.  Headers added later go to a new part of the list.
+ */
+
+static void
+ngx_http_ws_shrink_headers(ngx_http_request_t *r)
+{
+    u_char                  *from, *to, *copy;
+    ngx_table_elt_t         *elts;
+    ngx_http_headers_in_t   *in;
+    ngx_http_headers_out_t  *out;
+
+    in = &r->headers_in;
+    from = in->headers.part.elts;
+    to = from + in->headers.nalloc * in->headers.size;
+
+    elts = ngx_http_ws_shrink_list(r->pool, &in->headers);
+
+    if (elts != NULL) {
+        copy = (u_char *) elts;
+
+        ngx_http_ws_rebase(in->host);
+        ngx_http_ws_rebase(in->connection);
+        ngx_http_ws_rebase(in->if_modified_since);
+        ngx_http_ws_rebase(in->if_unmodified_since);
+        ngx_http_ws_rebase(in->if_match);
+        ngx_http_ws_rebase(in->if_none_match);
+        ngx_http_ws_rebase(in->user_agent);
+        ngx_http_ws_rebase(in->referer);
+        ngx_http_ws_rebase(in->content_length);
+        ngx_http_ws_rebase(in->content_range);
+        ngx_http_ws_rebase(in->content_type);
+        ngx_http_ws_rebase(in->range);
+        ngx_http_ws_rebase(in->if_range);
+        ngx_http_ws_rebase(in->transfer_encoding);
+        ngx_http_ws_rebase(in->te);
+        ngx_http_ws_rebase(in->expect);
+        ngx_http_ws_rebase(in->upgrade);
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+        ngx_http_ws_rebase(in->accept_encoding);
+        ngx_http_ws_rebase(in->via);
+#endif
+        ngx_http_ws_rebase(in->authorization);
+        ngx_http_ws_rebase(in->keep_alive);
+#if (NGX_HTTP_X_FORWARDED_FOR)
+        ngx_http_ws_rebase_array(&in->x_forwarded_for, from, to, copy);
+#endif
+#if (NGX_HTTP_REALIP)
+        ngx_http_ws_rebase(in->x_real_ip);
+#endif
+#if (NGX_HTTP_HEADERS)
+        ngx_http_ws_rebase(in->accept);
+        ngx_http_ws_rebase(in->accept_language);
+#endif
+#if (NGX_HTTP_DAV)
+        ngx_http_ws_rebase(in->depth);
+        ngx_http_ws_rebase(in->destination);
+        ngx_http_ws_rebase(in->overwrite);
+        ngx_http_ws_rebase(in->date);
+#endif
+        ngx_http_ws_rebase_array(&in->cookies, from, to, copy);
+    }
+
+    out = &r->headers_out;
+    from = out->headers.part.elts;
+    to = from + out->headers.nalloc * out->headers.size;
+
+    elts = ngx_http_ws_shrink_list(r->pool, &out->headers);
+
+    if (elts != NULL) {
+        copy = (u_char *) elts;
+
+        ngx_http_ws_rebase(out->server);
+        ngx_http_ws_rebase(out->date);
+        ngx_http_ws_rebase(out->content_length);
+        ngx_http_ws_rebase(out->content_encoding);
+        ngx_http_ws_rebase(out->location);
+        ngx_http_ws_rebase(out->refresh);
+        ngx_http_ws_rebase(out->last_modified);
+        ngx_http_ws_rebase(out->content_range);
+        ngx_http_ws_rebase(out->accept_ranges);
+        ngx_http_ws_rebase(out->www_authenticate);
+        ngx_http_ws_rebase(out->expires);
+        ngx_http_ws_rebase(out->etag);
+        ngx_http_ws_rebase_array(&out->cache_control, from, to, copy);
+        ngx_http_ws_rebase_array(&out->link, from, to, copy);
+    }
+}
+
+
+/*
+ * Only a list of one part whose entries are a large allocation of the
+ * pool: a small one cannot be given back.  The copy is a large allocation
+ * too, of the entries' exact size, so it takes nothing from the pool's
+ * blocks.  The old entries are freed once the caller has the copy.
+ */
+
+static ngx_table_elt_t *
+ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
+{
+    void               *copy;
+    ngx_list_part_t    *part;
+    ngx_pool_large_t   *l;
+
+    part = &list->part;
+
+    if (part->next != NULL || part->nelts == 0 || part->nelts >= list->nalloc
+        || list->size != sizeof(ngx_table_elt_t))
+    {
+        return NULL;
+    }
+
+    for (l = pool->large; l; l = l->next) {
+        if (l->alloc == part->elts) {
+            break;
+        }
+    }
+
+    if (l == NULL) {
+        return NULL;
+    }
+
+    copy = ngx_pmemalign(pool, part->nelts * list->size, NGX_ALIGNMENT);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(copy, part->elts, part->nelts * list->size);
+
+    ngx_pfree(pool, part->elts);
+
+    part->elts = copy;
+    list->nalloc = part->nelts;
+
+    return copy;
+}
+
+
+/* an array of pointers to a list's entries (the cookies, for one) */
+
+static void
+ngx_http_ws_rebase_array(ngx_array_t *a, u_char *from, u_char *to,
+    u_char *copy)
+{
+    void        **p;
+    ngx_uint_t    i;
+
+    if (a->elts == NULL || a->size != sizeof(void *)) {
+        return;
+    }
+
+    p = a->elts;
+
+    for (i = 0; i < a->nelts; i++) {
+        ngx_http_ws_rebase(p[i]);
     }
 }
 
