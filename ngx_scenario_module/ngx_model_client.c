@@ -37,6 +37,7 @@
 #include "ngx_model_client.h"
 #include "ngx_http_headers.h"
 #include "ngx_sse.h"
+#include "ngx_model_chunk.h"
 
 
 #define NGX_MODEL_POOL_SIZE       4096
@@ -47,6 +48,7 @@
 #define NGX_MODEL_MAX_ERROR       512
 #define NGX_MODEL_MAX_REASON      32
 #define NGX_MODEL_MIN_CONTENT     1024
+#define NGX_MODEL_CHUNK_BUF       1024     /* decoded strings, on the stack */
 
 
 typedef struct {
@@ -142,7 +144,11 @@ static void ngx_model_keep(ngx_model_call_t *call, u_char *data,
     size_t len);
 static ngx_int_t ngx_model_event(void *ctx, ngx_str_t *type, u_char *data,
     size_t len);
+static ngx_int_t ngx_model_fast(ngx_model_call_t *call, u_char *data,
+    size_t len);
 static ngx_int_t ngx_model_chunk(ngx_model_call_t *call, json_t *json);
+static void ngx_model_reason(ngx_model_call_t *call, u_char *data,
+    size_t len);
 static ngx_int_t ngx_model_content(ngx_model_call_t *call, u_char *data,
     size_t len);
 static void ngx_model_emit(ngx_model_call_t *call);
@@ -1161,6 +1167,12 @@ ngx_model_event(void *ctx, ngx_str_t *type, u_char *data, size_t len)
         return NGX_DONE;
     }
 
+    rc = ngx_model_fast(call, data, len);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     json = json_loadb((char *) data, len, 0, &err);
 
     if (json == NULL) {
@@ -1175,6 +1187,47 @@ ngx_model_event(void *ctx, ngx_str_t *type, u_char *data, size_t len)
     json_decref(json);
 
     return rc;
+}
+
+
+/*
+ * The common chunk read without a tree; NGX_DECLINED for what jansson is
+ * to read (and to find errors in).
+ */
+
+static ngx_int_t
+ngx_model_fast(ngx_model_call_t *call, u_char *data, size_t len)
+{
+    u_char             *buf, local[NGX_MODEL_CHUNK_BUF];
+    ngx_model_chunk_t   chunk;
+
+    if (len <= sizeof(local)) {
+        buf = local;
+
+    } else {
+        /* rare: the pool's, until the call ends */
+        buf = ngx_pnalloc(call->pool, len);
+        if (buf == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (ngx_model_chunk_parse(data, len, buf, &chunk) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (chunk.has_content
+        && ngx_model_content(call, chunk.content.data, chunk.content.len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (chunk.has_reason) {
+        ngx_model_reason(call, chunk.reason.data, chunk.reason.len);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1250,15 +1303,21 @@ ngx_model_chunk(ngx_model_call_t *call, json_t *json)
     reason = json_object_get(choice, "finish_reason");
 
     if (json_is_string(reason)) {
-        call->finish_reason.len = ngx_min(json_string_length(reason),
-                                          NGX_MODEL_MAX_REASON);
-        call->finish_reason.data = call->reason;
-
-        ngx_memcpy(call->reason, json_string_value(reason),
-                   call->finish_reason.len);
+        ngx_model_reason(call, (u_char *) json_string_value(reason),
+                         json_string_length(reason));
     }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_model_reason(ngx_model_call_t *call, u_char *data, size_t len)
+{
+    call->finish_reason.len = ngx_min(len, NGX_MODEL_MAX_REASON);
+    call->finish_reason.data = call->reason;
+
+    ngx_memcpy(call->reason, data, call->finish_reason.len);
 }
 
 
