@@ -7,6 +7,11 @@
 #   ws-load.pl turns PORT TOKEN COUNT SID              COUNT turns, one socket
 #
 # Prints one line of results as "key=value ..." on stdout.
+#
+# Server frames are read by next_text() below (unpack, no per-byte Perl):
+# the frames it writes still go through Protocol::WebSocket::Frame.  Frames
+# are matched with substring checks, not decoded as JSON; a round trip is
+# counted on an assistant_end whose content is not empty.
 use strict;
 use warnings;
 use IO::Socket::INET;
@@ -36,7 +41,7 @@ sub open_ws {
              . "Authorization: Bearer $token\r\n\r\n";
     $s->blocking(0);
     my $c = { sock => $s, sid => $sid, buf => '', head => 1,
-              frame => Protocol::WebSocket::Frame->new(max_payload_size => 0),
+              frag => undef,
               state => 'handshake', sent => 0, lat => [] };
     $conn{ fileno $s } = $c;
     $sel->add($s);
@@ -81,17 +86,65 @@ sub pump {
                     next;
                 }
                 $chunk = substr $c->{buf}, $i + 4;
+                $c->{buf} = '';
                 $c->{head} = 0;
             }
-            $c->{frame}->append($chunk);
-            while (defined(my $msg = $c->{frame}->next_bytes)) {
-                next unless $c->{frame}->is_text;
+            $c->{buf} .= $chunk;
+            while (defined(my $msg = next_text($c))) {
                 $on->($c, $msg);
             }
         }
         return if !%conn;
         return if $on->(undef, undef);      # the caller may say "done"
     }
+}
+
+# the next whole text message in $c->{buf} (server frames are not masked);
+# control frames are skipped, fragments joined
+sub next_text {
+    my ($c) = @_;
+    for (;;) {
+        my $len = length $c->{buf};
+        return undef if $len < 2;
+        my ($b0, $b1) = unpack 'CC', $c->{buf};
+        my ($n, $off) = ($b1 & 0x7f, 2);
+        if ($n == 126) {
+            return undef if $len < 4;
+            $n = unpack 'x2n', $c->{buf};
+            $off = 4;
+        } elsif ($n == 127) {
+            return undef if $len < 10;
+            $n = unpack 'x2Q>', $c->{buf};
+            $off = 10;
+        }
+        return undef if $len < $off + $n;
+        my $payload = substr $c->{buf}, $off, $n;
+        substr($c->{buf}, 0, $off + $n) = '';
+        my $op = $b0 & 0x0f;
+        next if $op >= 8;                           # close, ping, pong
+        if ($op == 0) {                             # continuation
+            next unless defined $c->{frag};
+            $c->{frag} .= $payload;
+        } elsif ($op == 1) {
+            $c->{frag} = $payload;
+        } else {
+            $c->{frag} = undef;                     # binary: not ours
+            next;
+        }
+        next unless $b0 & 0x80;                     # FIN
+        my $msg = $c->{frag};
+        $c->{frag} = undef;
+        return $msg;
+    }
+}
+
+# an assistant_end with a reply: "content":"" would be an empty one
+sub is_end {
+    my ($m) = @_;
+    return 0 if index($m, '"type":"assistant_end"') < 0;
+    die "assistant_end without content: $m\n"
+        if index($m, '"content":"') < 0 || index($m, '"content":""') >= 0;
+    return 1;
 }
 
 sub pct {
@@ -130,11 +183,11 @@ if ($mode eq 'roundtrips') {
     pump($stop, sub {
         my ($c, $m) = @_;
         return 0 unless $c;
-        if (!$c->{first} && $m =~ /"type":"assistant_delta"/) {
+        if (!$c->{first} && index($m, '"type":"assistant_delta"') >= 0) {
             $c->{first} = 1;
             push @ttfd, (time - $c->{sent}) * 1000;
         }
-        if ($m =~ /"type":"assistant_end"/) {
+        if (is_end($m)) {
             push @lat, (time - $c->{sent}) * 1000;
             $trips++;
             send_msg($c, 'Is there anything else I can do for you today?')
