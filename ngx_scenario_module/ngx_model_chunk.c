@@ -54,7 +54,10 @@ static ngx_int_t ngx_model_scan_skip(ngx_model_scan_t *s, ngx_str_t *key,
     ngx_uint_t depth);
 static ngx_int_t ngx_model_scan_key(ngx_model_scan_t *s, ngx_str_t *key);
 static ngx_int_t ngx_model_scan_value(ngx_model_scan_t *s, ngx_uint_t depth);
-static ngx_int_t ngx_model_scan_array(ngx_model_scan_t *s, ngx_uint_t depth);
+static ngx_int_t ngx_model_scan_array(ngx_model_scan_t *s,
+    ngx_model_member_pt first, ngx_uint_t depth);
+static ngx_int_t ngx_model_scan_open(ngx_model_scan_t *s, u_char close);
+static ngx_int_t ngx_model_scan_next(ngx_model_scan_t *s, u_char close);
 static ngx_int_t ngx_model_scan_string(ngx_model_scan_t *s, ngx_str_t *out);
 static ngx_int_t ngx_model_scan_utf8(ngx_model_scan_t *s);
 static ngx_int_t ngx_model_scan_hex(u_char *p, uint32_t *v);
@@ -102,6 +105,7 @@ static ngx_int_t
 ngx_model_scan_object(ngx_model_scan_t *s, ngx_model_member_pt member,
     ngx_uint_t depth)
 {
+    ngx_int_t  rc;
     ngx_str_t  key;
 
     if (s->pos == s->last || *s->pos != '{'
@@ -110,39 +114,17 @@ ngx_model_scan_object(ngx_model_scan_t *s, ngx_model_member_pt member,
         return NGX_DECLINED;
     }
 
-    s->pos++;
-    ngx_model_scan_ws(s);
-
-    if (s->pos < s->last && *s->pos == '}') {
-        s->pos++;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
+    for (rc = ngx_model_scan_open(s, '}'); rc == NGX_OK;
+         rc = ngx_model_scan_next(s, '}'))
+    {
         if (ngx_model_scan_key(s, &key) != NGX_OK
             || member(s, &key, depth + 1) != NGX_OK)
         {
             return NGX_DECLINED;
         }
-
-        ngx_model_scan_ws(s);
-
-        if (s->pos == s->last) {
-            return NGX_DECLINED;
-        }
-
-        if (*s->pos == '}') {
-            s->pos++;
-            return NGX_OK;
-        }
-
-        if (*s->pos != ',') {
-            return NGX_DECLINED;
-        }
-
-        s->pos++;
-        ngx_model_scan_ws(s);
     }
+
+    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -184,41 +166,7 @@ ngx_model_scan_choices(ngx_model_scan_t *s)
         return NGX_DECLINED;
     }
 
-    s->pos++;
-    ngx_model_scan_ws(s);
-
-    if (s->pos < s->last && *s->pos == ']') {
-        s->pos++;
-        return NGX_OK;
-    }
-
-    if (ngx_model_scan_object(s, ngx_model_scan_choice, 2) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    for ( ;; ) {
-        ngx_model_scan_ws(s);
-
-        if (s->pos == s->last) {
-            return NGX_DECLINED;
-        }
-
-        if (*s->pos == ']') {
-            s->pos++;
-            return NGX_OK;
-        }
-
-        if (*s->pos != ',') {
-            return NGX_DECLINED;
-        }
-
-        s->pos++;
-        ngx_model_scan_ws(s);
-
-        if (s->pos == s->last || ngx_model_scan_value(s, 2) != NGX_OK) {
-            return NGX_DECLINED;
-        }
-    }
+    return ngx_model_scan_array(s, ngx_model_scan_choice, 1);
 }
 
 
@@ -339,7 +287,7 @@ ngx_model_scan_value(ngx_model_scan_t *s, ngx_uint_t depth)
         return ngx_model_scan_object(s, ngx_model_scan_skip, depth);
 
     case '[':
-        return ngx_model_scan_array(s, depth);
+        return ngx_model_scan_array(s, NULL, depth);
 
     default:
         return ngx_model_scan_number(s);
@@ -347,46 +295,79 @@ ngx_model_scan_value(ngx_model_scan_t *s, ngx_uint_t depth)
 }
 
 
+/* an array; with first, its first element must be an object read by it */
+
 static ngx_int_t
-ngx_model_scan_array(ngx_model_scan_t *s, ngx_uint_t depth)
+ngx_model_scan_array(ngx_model_scan_t *s, ngx_model_member_pt first,
+    ngx_uint_t depth)
 {
+    ngx_int_t   rc;
+    ngx_uint_t  n;
+
     if (depth >= NGX_MODEL_CHUNK_MAX_DEPTH) {
+        return NGX_DECLINED;
+    }
+
+    for (rc = ngx_model_scan_open(s, ']'), n = 0; rc == NGX_OK;
+         rc = ngx_model_scan_next(s, ']'), n++)
+    {
+        if (s->pos == s->last) {
+            return NGX_DECLINED;
+        }
+
+        rc = (n == 0 && first) ? ngx_model_scan_object(s, first, depth + 1)
+                               : ngx_model_scan_value(s, depth + 1);
+
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return (rc == NGX_DONE) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* past an opening bracket: NGX_DONE past an empty one's close */
+
+static ngx_int_t
+ngx_model_scan_open(ngx_model_scan_t *s, u_char close)
+{
+    s->pos++;
+    ngx_model_scan_ws(s);
+
+    if (s->pos < s->last && *s->pos == close) {
+        s->pos++;
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/* after a member or element: NGX_OK at the next one, NGX_DONE past close */
+
+static ngx_int_t
+ngx_model_scan_next(ngx_model_scan_t *s, u_char close)
+{
+    ngx_model_scan_ws(s);
+
+    if (s->pos == s->last) {
+        return NGX_DECLINED;
+    }
+
+    if (*s->pos == close) {
+        s->pos++;
+        return NGX_DONE;
+    }
+
+    if (*s->pos != ',') {
         return NGX_DECLINED;
     }
 
     s->pos++;
     ngx_model_scan_ws(s);
 
-    if (s->pos < s->last && *s->pos == ']') {
-        s->pos++;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
-        if (s->pos == s->last
-            || ngx_model_scan_value(s, depth + 1) != NGX_OK)
-        {
-            return NGX_DECLINED;
-        }
-
-        ngx_model_scan_ws(s);
-
-        if (s->pos == s->last) {
-            return NGX_DECLINED;
-        }
-
-        if (*s->pos == ']') {
-            s->pos++;
-            return NGX_OK;
-        }
-
-        if (*s->pos != ',') {
-            return NGX_DECLINED;
-        }
-
-        s->pos++;
-        ngx_model_scan_ws(s);
-    }
+    return NGX_OK;
 }
 
 
