@@ -961,20 +961,27 @@ enum { GAME_NONE = 0, GAME_LIST, GAME_REPEAT, GAME_FILLER };
 static void
 game_norm(const char *s, size_t n, buf_t *out)
 {
-    size_t  i;
+    size_t          i;
+    char           *p;
+    unsigned char   ch;
 
-    buf_adds(out, " ");
+    /* at most n + 2 bytes: written in place, not a buf_add() a byte */
+    buf_grow(out, n + 2);
+    p = out->p + out->len;
+    *p++ = ' ';
     for (i = 0; i < n; i++) {
-        if (isalnum((unsigned char) s[i]) || (unsigned char) s[i] >= 0x80) {
-            char  c = (char) tolower((unsigned char) s[i]);
-            buf_add(out, &c, 1);
-        } else if (out->p[out->len - 1] != ' ') {
-            buf_adds(out, " ");
+        ch = (unsigned char) s[i];
+        if (isalnum(ch) || ch >= 0x80) {
+            *p++ = (char) tolower(ch);
+        } else if (p[-1] != ' ') {
+            *p++ = ' ';
         }
     }
-    if (out->p[out->len - 1] != ' ') {
-        buf_adds(out, " ");
+    if (p[-1] != ' ') {
+        *p++ = ' ';
     }
+    *p = '\0';
+    out->len = (size_t) (p - out->p);
 }
 
 
