@@ -15,7 +15,8 @@
  * end with an empty content, an "error" event, a closed connection, a
  * protocol error or an end with no message in flight stops the run with a
  * message and exit status 1.  A refused handshake (a 503 under load) is
- * reported and that connection left out, as before.
+ * reported and that connection left out, as before.  At most 64
+ * handshakes are in flight at a time (see wl_open_more()).
  *
  *   BENCH_SYNC=PATH   roundtrips: create PATH.ready once every session is
  *                     ready, start when PATH.go appears (20 s at most)
@@ -46,6 +47,7 @@
 #define WL_MAX_HEAD       16384
 #define WL_EVENTS         512
 #define WL_POLL_MS        200
+#define WL_OPENING        64     /* handshakes in flight at most */
 
 #define WL_OP_CONT        0x0
 #define WL_OP_TEXT        0x1
@@ -124,6 +126,7 @@ static void wl_control(wl_conn_t *c, int b0, unsigned char *p, size_t n);
 static void wl_message(wl_conn_t *c, unsigned char *m, size_t n);
 static int wl_is_end(wl_conn_t *c, unsigned char *m, size_t n);
 static void wl_pump(double deadline, wl_done_pt done);
+static void wl_open_more(void);
 
 
 static int            wl_epfd;
@@ -134,6 +137,9 @@ static size_t         wl_nconns;
 static size_t         wl_live;       /* not refused */
 static size_t         wl_nchatting;
 static size_t         wl_nready;
+static size_t         wl_nopened;
+static size_t         wl_nsettled;   /* ready, chatting or refused */
+static char         **wl_sids;
 static unsigned long  wl_seq;
 static unsigned long  wl_sent;       /* messages sent, timed */
 static unsigned long  wl_trips;
@@ -312,8 +318,6 @@ wl_open(wl_conn_t *c, const char *sid)
     if (epoll_ctl(wl_epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
         wl_fatal("epoll_ctl: %s", strerror(errno));
     }
-
-    wl_live++;
 }
 
 
@@ -598,6 +602,7 @@ wl_head(wl_conn_t *c, unsigned char *p, size_t n)
         c->state = WL_REFUSED;
         c->in.len = 0;
         wl_live--;
+        wl_nsettled++;
         return n;
     }
 
@@ -835,6 +840,8 @@ wl_pump(double deadline, wl_done_pt done)
             wl_event(evs[i].data.ptr, evs[i].events);
         }
 
+        wl_open_more();
+
         if (wl_live == 0 || (done && done())) {
             return;
         }
@@ -853,6 +860,7 @@ wl_opening_message(wl_conn_t *c, unsigned char *m, size_t n)
     {
         c->state = WL_CHATTING;
         wl_nchatting++;
+        wl_nsettled++;
     }
 }
 
@@ -867,17 +875,31 @@ wl_all_chatting(void)
 static void
 wl_open_all(char **sids, size_t n)
 {
-    size_t  i;
-
     wl_conns = calloc(n, sizeof(wl_conn_t));
     if (wl_conns == NULL) {
         wl_fatal("out of memory");
     }
 
     wl_nconns = n;
+    wl_live = n;
+    wl_sids = sids;
+    wl_open_more();
+}
 
-    for (i = 0; i < n; i++) {
-        wl_open(&wl_conns[i], sids[i]);
+
+/*
+ * Thousands of handshakes at once would leave the workers' heaps at the
+ * high-water mark of the requests in flight, and the idle figure (RSS per
+ * connection) would measure that: 7.7 KiB against 7.1 with at most 64 in
+ * flight at 2,000 connections.
+ */
+
+static void
+wl_open_more(void)
+{
+    while (wl_nopened < wl_nconns && wl_nopened - wl_nsettled < WL_OPENING) {
+        wl_open(&wl_conns[wl_nopened], wl_sids[wl_nopened]);
+        wl_nopened++;
     }
 }
 
@@ -991,6 +1013,7 @@ wl_idle_message(wl_conn_t *c, unsigned char *m, size_t n)
     if (!c->ready && wl_has(m, n, WL_S("\"type\":\"ready\""))) {
         c->ready = 1;
         wl_nready++;
+        wl_nsettled++;
     }
 }
 

@@ -249,6 +249,12 @@ is $o, "ready=2\n", 'idle: ready=2, the refused one left out';
 like $e, qr/^handshake refused: HTTP\/1\.1 503/m, 'the refusal reported';
 server_lines(3);
 
+# more sessions than handshakes in flight at once: the rest follow
+($rc, $o, $e) = run('idle', $port, $token, 0, map { "plain-i$_" } 1 .. 100);
+is $rc, 0, 'idle, 100 sessions: exit 0' or diag $e;
+is $o, "ready=100\n", 'idle: ready=100';
+server_lines(100);
+
 for my $case (['empty', qr/assistant_end without content/],
               ['error', qr/the server sent an error: \{"type":"error"/],
               ['close', qr/the server closed the WebSocket: 1011 going/]) {
