@@ -261,6 +261,7 @@ for my $case (['empty', qr/assistant_end without content/],
     my ($sid, $why) = @$case;
     ($rc, $o, $e) = run('roundtrips', $port, $token, 1, 'plain-x', "$sid-1");
     is $rc, 1, "$sid: exit 1";
+    note "$sid: stderr: $e";
     like $e, $why, "$sid: the reason on stderr";
     is $o, '', "$sid: no result line";
     server_lines(2);
