@@ -136,7 +136,9 @@ sub serve {
         $bad++ unless $masked && $fin;
         if ($op == 10) { $p eq $last_ping ? $pongs++ : $bad++; next }
         last if $op == 8;
-        if ($op != 1 || $p !~ /^\{"type":"user_message","client_msg_id":"b-\d+","content":"[^"]+"\}$/) {
+        if ($op != 1 || $p !~ /^\{"type":"user_message",
+                                 "client_msg_id":"b-\d+",
+                                 "content":"[^"]+"\}$/x) {
             $bad++;
             next;
         }
@@ -158,16 +160,20 @@ sub reply {
     my ($sid, $n, $ping) = @_;
     my $start = frame(1, qq({"type":"ack","client_msg_id":"b-$n"}))
               . frame(1, qq({"type":"assistant_start","seq":$n}));
-    my @delta = map { frame(1, qq({"type":"assistant_delta","seq":$n,"delta":"w$_ "})) } 1 .. 3;
+    my @delta = map {
+        frame(1, qq({"type":"assistant_delta","seq":$n,"delta":"w$_ "}))
+    } 1 .. 3;
     # 16-bit lengths mostly, a 64-bit one every third reply
     my $text = $n % 3 || $sid =~ /^frag/ ? 'Fine. ' x 50 : 'Long. ' x 12000;
     my $e = qq({"type":"assistant_end","seq":$n,"content":"$text"});
     my $end = frame(1, $e, 1, $n % 3 == 2);
     if ($sid =~ /^empty/) {
-        return $start . frame(1, qq({"type":"assistant_end","seq":$n,"content":""}));
+        return $start
+             . frame(1, qq({"type":"assistant_end","seq":$n,"content":""}));
     }
     if ($sid =~ /^error/) {
-        return frame(1, qq({"type":"error","code":"model_failed","message":"x"}));
+        return frame(1,
+            qq({"type":"error","code":"model_failed","message":"x"}));
     }
     if ($sid =~ /^close/) {
         return frame(8, pack('n', 1011) . 'going');
@@ -214,9 +220,12 @@ sub run {       # args -> (exit status, stdout, stderr)
 
 # ---------------------------------------------------------------------------
 
-my ($rc, $o, $e) = run('roundtrips', $port, $token, 1, qw(plain-1 plain-2 frag-3));
+my ($rc, $o, $e) = run('roundtrips', $port, $token, 1,
+                       qw(plain-1 plain-2 frag-3));
 is $rc, 0, 'roundtrips: exit 0' or diag $e;
-like $o, qr/^roundtrips=(\d+) sent=(\d+) seconds=[\d.]+ rps=[\d.]+ p50_ms=[\d.]+ p99_ms=[\d.]+ ttfd_p50_ms=[\d.]+ ttfd_p99_ms=[\d.]+\n\z/,
+like $o, qr/^roundtrips=\d+\ sent=\d+\ seconds=[\d.]+\ rps=[\d.]+
+             \ p50_ms=[\d.]+\ p99_ms=[\d.]+
+             \ ttfd_p50_ms=[\d.]+\ ttfd_p99_ms=[\d.]+\n\z/x,
     'roundtrips: the one result line';
 my ($trips, $sent) = $o =~ /^roundtrips=(\d+) sent=(\d+)/;
 ok $trips && $trips > 10, "round trips counted ($trips)";
