@@ -49,6 +49,12 @@
 /* bytes read per event before the other connections get their turn */
 #define NGX_HTTP_WS_READ_LIMIT    65536
 
+/*
+ * text frames queued within one event go out together, at its end (one
+ * write for the deltas of one upstream read), while they stay under this
+ */
+#define NGX_HTTP_WS_BATCH_SIZE    8192
+
 /* the first buffer of a message received in pieces */
 #define NGX_HTTP_WS_MESSAGE_MIN   1024
 
@@ -124,6 +130,7 @@ struct ngx_http_ws_s {
     unsigned                    terminated:1;    /* by nginx */
     unsigned                    blocked:1;       /* r->main->blocked held */
     unsigned                    hung_up:1;
+    unsigned                    deferred:1;      /* frames wait for c->write */
 };
 
 
@@ -983,7 +990,15 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
 
     ngx_http_ws_enter(ws);
 
-    if (ws->state != NGX_HTTP_WS_DONE) {
+    if (ws->state != NGX_HTTP_WS_DONE && ws->deferred) {
+        ws->deferred = 0;
+
+        /* the output limit is checked once the batch was tried */
+        if (ngx_http_ws_push(ws) == NGX_OK) {
+            ngx_http_ws_check_done(ws);
+        }
+
+    } else if (ws->state != NGX_HTTP_WS_DONE) {
 
         if (ngx_http_ws_flush(ws) == NGX_ERROR) {
             ngx_http_ws_drop(ws, NGX_HTTP_WS_ABNORMAL);
@@ -1006,8 +1021,14 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
      * events that came while the subrequest was c->data went to it.
      */
 
+    /*
+     * Not when a read is posted already: that is the read limit's turn
+     * (a batch of frames posts this handler every turn).
+     */
+
     if (ws->state != NGX_HTTP_WS_DONE
-        && (c->read->ready || r->header_in->pos < r->header_in->last))
+        && ((c->read->ready && !c->read->posted)
+            || r->header_in->pos < r->header_in->last))
     {
         ngx_http_ws_read(ws);
     }
@@ -2452,6 +2473,24 @@ ngx_http_ws_send_text(ngx_http_ws_t *ws, u_char *data, size_t len)
         ngx_http_ws_drop(ws, NGX_HTTP_WS_INTERNAL_ERROR);
         return NGX_ERROR;
     }
+
+    /*
+     * A small batch waits for the write event, posted to the end of this
+     * event loop's turn: the frames that more of the turn queues go out
+     * in the same write.  Anything larger goes now, as it always did.
+     */
+
+    if (ws->out_size < NGX_HTTP_WS_BATCH_SIZE) {
+        ws->deferred = 1;
+
+        if (!ws->connection->write->posted) {
+            ngx_post_event(ws->connection->write, &ngx_posted_events);
+        }
+
+        return NGX_OK;
+    }
+
+    ws->deferred = 0;
 
     return ngx_http_ws_push(ws);
 }
