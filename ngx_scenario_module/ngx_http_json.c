@@ -27,6 +27,15 @@ static size_t ngx_http_json_utf8(u_char *p, u_char *last);
 #define NGX_HTTP_JSON_DEPTH    16
 
 
+/* ASCII that a JSON string holds as it is: not '"', '\\', a control */
+static uint32_t  ngx_http_json_plain[8] = {
+    0x00000000, 0xfffffffb, 0xefffffff, 0xffffffff, 0, 0, 0, 0
+};
+
+#define ngx_http_json_is_plain(c)                                            \
+    (ngx_http_json_plain[(c) >> 5] & (1U << ((c) & 0x1f)))
+
+
 static ngx_str_t  ngx_http_json_type =
     ngx_string("application/json; charset=utf-8");
 
@@ -374,6 +383,11 @@ ngx_http_json_escape_len(u_char *src, size_t len)
 
     while (p < last) {
 
+        if (ngx_http_json_is_plain(*p)) {
+            p++;
+            continue;
+        }
+
         if (*p >= 0x80) {
             k = ngx_http_json_utf8(p, last);
             if (k == 0) {
@@ -405,19 +419,29 @@ ngx_http_json_escape_len(u_char *src, size_t len)
 u_char *
 ngx_http_json_escape(u_char *dst, u_char *src, size_t len)
 {
-    u_char   c, *last;
+    u_char   c, *last, *run;
 
     static u_char  hex[] = "0123456789ABCDEF";
 
     last = src + len;
 
     while (src < last) {
-        c = *src++;
 
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *dst++ = c;
-            continue;
+        /* the common case: a run of text that needs nothing */
+        for (run = src; src < last && (*src >= 0x80
+                                       || ngx_http_json_is_plain(*src));
+             src++)
+        {
+            /* void */
         }
+
+        dst = ngx_cpymem(dst, run, src - run);
+
+        if (src == last) {
+            break;
+        }
+
+        c = *src++;
 
         *dst++ = '\\';
 
@@ -473,6 +497,11 @@ ngx_http_json_scan_string(u_char *p, u_char *last)
 
     while (p < last) {
         c = *p;
+
+        if (ngx_http_json_is_plain(c)) {
+            p++;
+            continue;
+        }
 
         if (c == '"') {
             return p + 1;
