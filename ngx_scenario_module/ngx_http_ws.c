@@ -55,6 +55,9 @@
  */
 #define NGX_HTTP_WS_BATCH_SIZE    8192
 
+/* the room a frame's buffer is made with, for the frames after it */
+#define NGX_HTTP_WS_FRAME_ROOM    2048
+
 /* the first buffer of a message received in pieces */
 #define NGX_HTTP_WS_MESSAGE_MIN   1024
 
@@ -1795,14 +1798,18 @@ ngx_http_ws_utf8_cut(u_char *p, size_t len, size_t max)
 
 /* writer */
 
-/* A frame is one allocation: chain link, buffer, header and payload. */
+/*
+ * A buffer is one allocation: chain link, buffer, and room for at least
+ * NGX_HTTP_WS_FRAME_ROOM bytes of frames; a frame joins the last buffer
+ * queued when it fits there (a batch of small frames, one buffer).
+ */
 
 static ngx_int_t
 ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
     size_t len)
 {
     u_char       *p;
-    size_t        size;
+    size_t        size, room;
     ngx_int_t     i;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -1816,22 +1823,48 @@ ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
         size += 2;
     }
 
-    cl = ngx_alloc(sizeof(ngx_chain_t) + sizeof(ngx_buf_t) + size,
-                   ws->connection->log);
-    if (cl == NULL) {
-        return NGX_ERROR;
+    cl = NULL;
+
+    if (ws->out) {
+        cl = (ngx_chain_t *) ((u_char *) ws->last_out
+                              - offsetof(ngx_chain_t, next));
+
+        if ((size_t) (cl->buf->end - cl->buf->last) < size) {
+            cl = NULL;
+        }
     }
 
-    b = (ngx_buf_t *) (cl + 1);
-    ngx_memzero(b, sizeof(ngx_buf_t));
+    if (cl) {
+        b = cl->buf;
+        p = b->last;
 
-    p = (u_char *) (b + 1);
+    } else {
+        room = ngx_max(size, NGX_HTTP_WS_FRAME_ROOM);
 
-    b->start = p;
-    b->pos = p;
-    b->end = p + size;
-    b->temporary = 1;
-    b->flush = 1;
+        cl = ngx_alloc(sizeof(ngx_chain_t) + sizeof(ngx_buf_t) + room,
+                       ws->connection->log);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = (ngx_buf_t *) (cl + 1);
+        ngx_memzero(b, sizeof(ngx_buf_t));
+
+        p = (u_char *) (b + 1);
+
+        b->start = p;
+        b->pos = p;
+        b->last = p;
+        b->end = p + room;
+        b->temporary = 1;
+        b->flush = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+
+        *ws->last_out = cl;
+        ws->last_out = &cl->next;
+    }
 
     /* FIN, no mask: server frames are never masked */
 
@@ -1858,12 +1891,6 @@ ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
     }
 
     b->last = p;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    *ws->last_out = cl;
-    ws->last_out = &cl->next;
     ws->out_size += size;
 
     return NGX_OK;
@@ -1979,7 +2006,7 @@ ngx_http_ws_free_sent(ngx_http_ws_t *ws, ngx_chain_t *upto)
     while (ws->out != upto) {
         cl = ws->out;
         ws->out = cl->next;
-        ws->out_size -= cl->buf->end - cl->buf->start;
+        ws->out_size -= cl->buf->last - cl->buf->start;
         ngx_free(cl);
     }
 

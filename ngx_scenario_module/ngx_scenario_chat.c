@@ -34,6 +34,8 @@
 #define NGX_SCENARIO_CHAT_BATCH_SIZE 16384  /* ... or their bytes */
 #define NGX_SCENARIO_CHAT_PROMPTS    64     /* prompts a worker keeps */
 #define NGX_SCENARIO_CHAT_PROMPT_TTL 60000  /* ms */
+#define NGX_SCENARIO_CHAT_TURN_POOL  16384  /* the prompt and the context's
+                                               items in one block */
 
 /* how an event goes to the session's other connections */
 #define NGX_SCENARIO_CHAT_NOW        1      /* published at once */
@@ -967,7 +969,8 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat, ngx_int_t answers,
         return;
     }
 
-    pool = ngx_create_pool(2048, chat->request->connection->log);
+    pool = ngx_create_pool(NGX_SCENARIO_CHAT_TURN_POOL,
+                           chat->request->connection->log);
     if (pool == NULL) {
         return;
     }
