@@ -34,6 +34,7 @@
 #define NGX_SCENARIO_CHAT_BATCH_SIZE 16384  /* ... or their bytes */
 #define NGX_SCENARIO_CHAT_PROMPTS    64     /* prompts a worker keeps */
 #define NGX_SCENARIO_CHAT_PROMPT_TTL 60000  /* ms */
+#define NGX_SCENARIO_CHAT_EVENT_BUF  1024   /* an event on the stack */
 #define NGX_SCENARIO_CHAT_TURN_POOL  16384  /* the prompt and the context's
                                                items in one block */
 
@@ -1794,7 +1795,7 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 {
     ngx_scenario_turn_t  *turn = data;
 
-    u_char               *p, *q, *last;
+    u_char               *p, *q, *last, buf[NGX_SCENARIO_CHAT_EVENT_BUF];
     size_t                n;
     ngx_scenario_chat_t  *chat;
 
@@ -1810,7 +1811,9 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
         n += (*q == '"' || *q == '\\') ? 2 : (*q < 0x20 ? 6 : 1);
     }
 
-    p = ngx_alloc(n, chat->request->connection->log);
+    /* emit copies it: a delta is mostly a few bytes, on the stack */
+    p = (n <= sizeof(buf)) ? buf
+                           : ngx_alloc(n, chat->request->connection->log);
     if (p == NULL) {
         return;
     }
@@ -1841,7 +1844,9 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 
     ngx_scenario_chat_emit(chat, p, q - p, NGX_SCENARIO_CHAT_LATER);
 
-    ngx_free(p);
+    if (p != buf) {
+        ngx_free(p);
+    }
 }
 
 
@@ -2345,7 +2350,7 @@ static void
 ngx_scenario_chat_event_text(ngx_scenario_chat_t *chat, const char *type,
     const char *key, ngx_str_t *text, ngx_int_t seq, ngx_uint_t broadcast)
 {
-    u_char      *p, *q;
+    u_char      *p, *q, buf[NGX_SCENARIO_CHAT_EVENT_BUF];
     size_t       len, n;
     ngx_uint_t   before;
 
@@ -2365,7 +2370,8 @@ ngx_scenario_chat_event_text(ngx_scenario_chat_t *chat, const char *type,
     len = chat->origin.len + sizeof(" {\"type\":\"\",\"seq\":}") - 1
           + ngx_strlen(type) + NGX_INT_T_LEN + n;
 
-    p = ngx_alloc(len, chat->request->connection->log);
+    p = (len <= sizeof(buf)) ? buf
+                             : ngx_alloc(len, chat->request->connection->log);
     if (p == NULL) {
         return;
     }
@@ -2390,7 +2396,9 @@ ngx_scenario_chat_event_text(ngx_scenario_chat_t *chat, const char *type,
 
     ngx_scenario_chat_emit(chat, p, q - p, broadcast);
 
-    ngx_free(p);
+    if (p != buf) {
+        ngx_free(p);
+    }
 }
 
 
