@@ -243,6 +243,8 @@ static ngx_int_t ngx_scenario_chat_message_text(ngx_pool_t *pool,
     ngx_str_t *role, ngx_str_t *content, ngx_str_t *out);
 static ngx_int_t ngx_scenario_turn_body(ngx_scenario_turn_t *turn,
     ngx_str_t *body);
+static ngx_int_t ngx_scenario_turn_system(ngx_scenario_turn_t *turn,
+    ngx_str_t *out);
 static void ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
     ngx_str_t *system, json_t *list);
 static ngx_int_t ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res,
@@ -348,6 +350,9 @@ static ngx_uint_t  ngx_scenario_chat_local;
 /* the personas' prompts, by scenario: they are the same for its sessions */
 static ngx_ttl_cache_t  ngx_scenario_chat_prompts;
 static ngx_uint_t       ngx_scenario_chat_prompts_ready;
+
+/* ... and as JSON string text, after the prompt it was made of */
+static ngx_ttl_cache_t  ngx_scenario_chat_escaped;
 
 
 /* the handshake: owner and state checked before the upgrade */
@@ -1075,6 +1080,8 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
     if (!ngx_scenario_chat_prompts_ready) {
         ngx_ttl_cache_init(&ngx_scenario_chat_prompts,
                            NGX_SCENARIO_CHAT_PROMPTS);
+        ngx_ttl_cache_init(&ngx_scenario_chat_escaped,
+                           NGX_SCENARIO_CHAT_PROMPTS);
         ngx_scenario_chat_prompts_ready = 1;
     }
 
@@ -1710,10 +1717,10 @@ static ngx_int_t
 ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
 {
     u_char                     *p;
-    size_t                      len, name, system;
+    size_t                      len, name;
     json_t                     *tail;
     ngx_int_t                   rc;
-    ngx_str_t                   end;
+    ngx_str_t                   end, system;
     ngx_uint_t                  i;
     ngx_scenario_loc_conf_t    *slcf;
 
@@ -1739,13 +1746,14 @@ ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
 
     name = ngx_http_json_escape_len(slcf->model_name.data,
                                     slcf->model_name.len);
-    system = ngx_http_json_escape_len(turn->system.data, turn->system.len);
 
-    if (name == NGX_HTTP_JSON_INVALID || system == NGX_HTTP_JSON_INVALID) {
+    if (name == NGX_HTTP_JSON_INVALID
+        || ngx_scenario_turn_system(turn, &system) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    len = sizeof(head) - 1 + name + sizeof(mid) - 1 + system
+    len = sizeof(head) - 1 + name + sizeof(mid) - 1 + system.len
           + sizeof("\"}],") - 1 + end.len - 1;
 
     for (i = 0; i < turn->context_n; i++) {
@@ -1762,7 +1770,7 @@ ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
     p = ngx_cpymem(p, head, sizeof(head) - 1);
     p = ngx_http_json_escape(p, slcf->model_name.data, slcf->model_name.len);
     p = ngx_cpymem(p, mid, sizeof(mid) - 1);
-    p = ngx_http_json_escape(p, turn->system.data, turn->system.len);
+    p = ngx_cpymem(p, system.data, system.len);
     *p++ = '"';
     *p++ = '}';
 
@@ -1778,6 +1786,56 @@ ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
     p = ngx_cpymem(p, end.data + 1, end.len - 1);
 
     body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The persona's prompt as JSON string text: the same for every turn of a
+ * scenario, kept after the prompt it was made of (a changed prompt is
+ * escaped anew).  Valid until the next call on the cache.
+ */
+
+static ngx_int_t
+ngx_scenario_turn_system(ngx_scenario_turn_t *turn, ngx_str_t *out)
+{
+    u_char     *p, key[NGX_INT_T_LEN];
+    size_t      n, klen;
+    ngx_str_t   v, *raw;
+
+    raw = &turn->system;
+    klen = ngx_sprintf(key, "%ui", turn->chat->scenario) - key;
+
+    if (ngx_ttl_cache_get(&ngx_scenario_chat_escaped, key, klen, raw->len,
+                          &v)
+        == NGX_OK
+        && v.len >= raw->len
+        && ngx_memcmp(v.data, raw->data, raw->len) == 0)
+    {
+        out->data = v.data + raw->len;
+        out->len = v.len - raw->len;
+        return NGX_OK;
+    }
+
+    n = ngx_http_json_escape_len(raw->data, raw->len);
+    if (n == NGX_HTTP_JSON_INVALID) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(turn->pool, raw->len + n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, raw->data, raw->len);
+    (void) ngx_http_json_escape(p + raw->len, raw->data, raw->len);
+
+    (void) ngx_ttl_cache_put(&ngx_scenario_chat_escaped, key, klen, raw->len,
+                             p, raw->len + n, NGX_SCENARIO_CHAT_PROMPT_TTL);
+
+    out->data = p + raw->len;
+    out->len = n;
 
     return NGX_OK;
 }
