@@ -20,10 +20,20 @@ static const char *ngx_http_json_error_text(enum json_error_code code);
 static u_char *ngx_http_json_path(u_char *data, size_t pos, u_char *out,
     u_char *last);
 static u_char *ngx_http_json_index(u_char *p, u_char *last, ngx_uint_t n);
+static size_t ngx_http_json_utf8(u_char *p, u_char *last);
 
 
 #define NGX_HTTP_JSON_MSG_LEN  256
 #define NGX_HTTP_JSON_DEPTH    16
+
+
+/* ASCII that a JSON string holds as it is: not '"', '\\', a control */
+static uint32_t  ngx_http_json_plain[8] = {
+    0x00000000, 0xfffffffb, 0xefffffff, 0xffffffff, 0, 0, 0, 0
+};
+
+#define ngx_http_json_is_plain(c)                                            \
+    (ngx_http_json_plain[(c) >> 5] & (1U << ((c) & 0x1f)))
 
 
 static ngx_str_t  ngx_http_json_type =
@@ -361,6 +371,202 @@ ngx_http_json_string(json_t *obj, const char *key, ngx_str_t *value,
 }
 
 
+size_t
+ngx_http_json_escape_len(u_char *src, size_t len)
+{
+    size_t   n, k;
+    u_char  *p, *last;
+
+    n = len;
+    last = src + len;
+    p = src;
+
+    while (p < last) {
+
+        if (ngx_http_json_is_plain(*p)) {
+            p++;
+            continue;
+        }
+
+        if (*p >= 0x80) {
+            k = ngx_http_json_utf8(p, last);
+            if (k == 0) {
+                return NGX_HTTP_JSON_INVALID;
+            }
+
+            p += k;
+            continue;
+        }
+
+        if (*p == '"' || *p == '\\') {
+            n++;
+
+        } else if (*p < 0x20) {
+            n += (*p == '\b' || *p == '\f' || *p == '\n' || *p == '\r'
+                  || *p == '\t')
+                 ? 1 : 5;
+        }
+
+        p++;
+    }
+
+    return n;
+}
+
+
+/* src is valid UTF-8 (ngx_http_json_escape_len() said so) */
+
+u_char *
+ngx_http_json_escape(u_char *dst, u_char *src, size_t len)
+{
+    u_char   c, *last, *run;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    last = src + len;
+
+    while (src < last) {
+
+        /* the common case: a run of text that needs nothing */
+        for (run = src; src < last && (*src >= 0x80
+                                       || ngx_http_json_is_plain(*src));
+             src++)
+        {
+            /* void */
+        }
+
+        dst = ngx_cpymem(dst, run, src - run);
+
+        if (src == last) {
+            break;
+        }
+
+        c = *src++;
+
+        *dst++ = '\\';
+
+        switch (c) {
+
+        case '"':
+        case '\\':
+            *dst++ = c;
+            break;
+
+        case '\b':
+            *dst++ = 'b';
+            break;
+
+        case '\f':
+            *dst++ = 'f';
+            break;
+
+        case '\n':
+            *dst++ = 'n';
+            break;
+
+        case '\r':
+            *dst++ = 'r';
+            break;
+
+        case '\t':
+            *dst++ = 't';
+            break;
+
+        default:
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+        }
+    }
+
+    return dst;
+}
+
+
+u_char *
+ngx_http_json_scan_string(u_char *p, u_char *last)
+{
+    u_char  c;
+    size_t  k;
+
+    if (p == last || *p++ != '"') {
+        return NULL;
+    }
+
+    while (p < last) {
+        c = *p;
+
+        if (ngx_http_json_is_plain(c)) {
+            p++;
+            continue;
+        }
+
+        if (c == '"') {
+            return p + 1;
+        }
+
+        if (c < 0x20) {
+            return NULL;
+        }
+
+        if (c >= 0x80) {
+            k = ngx_http_json_utf8(p, last);
+            if (k == 0) {
+                return NULL;
+            }
+
+            p += k;
+            continue;
+        }
+
+        if (c != '\\') {
+            p++;
+            continue;
+        }
+
+        if (last - p < 2) {
+            return NULL;
+        }
+
+        switch (p[1]) {
+
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            p += 2;
+            break;
+
+        case 'u':
+            /* what a dump writes for a control character, not NUL */
+            if (last - p < 6 || p[2] != '0' || p[3] != '0'
+                || (p[4] != '0' && p[4] != '1')
+                || !((p[5] >= '0' && p[5] <= '9')
+                     || (p[5] >= 'a' && p[5] <= 'f')
+                     || (p[5] >= 'A' && p[5] <= 'F'))
+                || (p[4] == '0' && p[5] == '0'))
+            {
+                return NULL;
+            }
+
+            p += 6;
+            break;
+
+        default:
+            return NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
 u_char *
 ngx_http_json_time(ngx_pool_t *pool, time_t t)
 {
@@ -645,6 +851,53 @@ ngx_http_json_index(u_char *p, u_char *last, ngx_uint_t n)
     *p++ = ']';
 
     return p;
+}
+
+
+/*
+ * The length of the character of more than one byte at p, 0 when it is
+ * not valid UTF-8 as jansson checks it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF.
+ */
+
+static size_t
+ngx_http_json_utf8(u_char *p, u_char *last)
+{
+    u_char  c, lo, hi;
+    size_t  n, i;
+
+    c = *p;
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = (c == 0xe0) ? 0xa0 : 0x80;
+        hi = (c == 0xed) ? 0x9f : 0xbf;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = (c == 0xf0) ? 0x90 : 0x80;
+        hi = (c == 0xf4) ? 0x8f : 0xbf;
+
+    } else {
+        return 0;
+    }
+
+    if ((size_t) (last - p) < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    return n;
 }
 
 

@@ -68,6 +68,27 @@ json_t *ngx_http_json_own(ngx_pool_t *pool, json_t *json);
 ngx_int_t ngx_http_json_string(json_t *obj, const char *key, ngx_str_t *value,
     size_t min, size_t max);
 
+/*
+ * The text of a JSON string (without its quotes) for len bytes of UTF-8,
+ * escaped as jansson's dump escapes it ('"', '\\', \b \f \n \r \t, other
+ * control characters as \u00XX in capitals): without a tree, the same
+ * bytes.  The length is NGX_HTTP_JSON_INVALID when src is not valid UTF-8
+ * (where jansson refuses the string).
+ */
+#define NGX_HTTP_JSON_INVALID  ((size_t) -1)
+
+size_t ngx_http_json_escape_len(u_char *src, size_t len);
+u_char *ngx_http_json_escape(u_char *dst, u_char *src, size_t len);
+
+/*
+ * A JSON string at p, its quotes included, that jansson reads (flags 0)
+ * as it stands: valid UTF-8, no raw control characters, simple escapes
+ * and \u00XX of a control character other than NUL.  Returns the end of
+ * the string, or NULL for anything else (it may still be valid JSON: a
+ * caller then asks jansson).
+ */
+u_char *ngx_http_json_scan_string(u_char *p, u_char *last);
+
 /* RFC 3339 UTC timestamp of t, allocated from pool. */
 u_char *ngx_http_json_time(ngx_pool_t *pool, time_t t);
 

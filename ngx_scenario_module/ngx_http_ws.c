@@ -49,6 +49,15 @@
 /* bytes read per event before the other connections get their turn */
 #define NGX_HTTP_WS_READ_LIMIT    65536
 
+/*
+ * text frames queued within one event go out together, at its end (one
+ * write for the deltas of one upstream read), while they stay under this
+ */
+#define NGX_HTTP_WS_BATCH_SIZE    8192
+
+/* the room a frame's buffer is made with, for the frames after it */
+#define NGX_HTTP_WS_FRAME_ROOM    2048
+
 /* the first buffer of a message received in pieces */
 #define NGX_HTTP_WS_MESSAGE_MIN   1024
 
@@ -124,6 +133,7 @@ struct ngx_http_ws_s {
     unsigned                    terminated:1;    /* by nginx */
     unsigned                    blocked:1;       /* r->main->blocked held */
     unsigned                    hung_up:1;
+    unsigned                    deferred:1;      /* frames wait for c->write */
 };
 
 
@@ -983,7 +993,15 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
 
     ngx_http_ws_enter(ws);
 
-    if (ws->state != NGX_HTTP_WS_DONE) {
+    if (ws->state != NGX_HTTP_WS_DONE && ws->deferred) {
+        ws->deferred = 0;
+
+        /* the output limit is checked once the batch was tried */
+        if (ngx_http_ws_push(ws) == NGX_OK) {
+            ngx_http_ws_check_done(ws);
+        }
+
+    } else if (ws->state != NGX_HTTP_WS_DONE) {
 
         if (ngx_http_ws_flush(ws) == NGX_ERROR) {
             ngx_http_ws_drop(ws, NGX_HTTP_WS_ABNORMAL);
@@ -1006,8 +1024,14 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
      * events that came while the subrequest was c->data went to it.
      */
 
+    /*
+     * Not when a read is posted already: that is the read limit's turn
+     * (a batch of frames posts this handler every turn).
+     */
+
     if (ws->state != NGX_HTTP_WS_DONE
-        && (c->read->ready || r->header_in->pos < r->header_in->last))
+        && ((c->read->ready && !c->read->posted)
+            || r->header_in->pos < r->header_in->last))
     {
         ngx_http_ws_read(ws);
     }
@@ -1774,14 +1798,18 @@ ngx_http_ws_utf8_cut(u_char *p, size_t len, size_t max)
 
 /* writer */
 
-/* A frame is one allocation: chain link, buffer, header and payload. */
+/*
+ * A buffer is one allocation: chain link, buffer, and room for at least
+ * NGX_HTTP_WS_FRAME_ROOM bytes of frames; a frame joins the last buffer
+ * queued when it fits there (a batch of small frames, one buffer).
+ */
 
 static ngx_int_t
 ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
     size_t len)
 {
     u_char       *p;
-    size_t        size;
+    size_t        size, room;
     ngx_int_t     i;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
@@ -1795,22 +1823,48 @@ ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
         size += 2;
     }
 
-    cl = ngx_alloc(sizeof(ngx_chain_t) + sizeof(ngx_buf_t) + size,
-                   ws->connection->log);
-    if (cl == NULL) {
-        return NGX_ERROR;
+    cl = NULL;
+
+    if (ws->out) {
+        cl = (ngx_chain_t *) ((u_char *) ws->last_out
+                              - offsetof(ngx_chain_t, next));
+
+        if ((size_t) (cl->buf->end - cl->buf->last) < size) {
+            cl = NULL;
+        }
     }
 
-    b = (ngx_buf_t *) (cl + 1);
-    ngx_memzero(b, sizeof(ngx_buf_t));
+    if (cl) {
+        b = cl->buf;
+        p = b->last;
 
-    p = (u_char *) (b + 1);
+    } else {
+        room = ngx_max(size, NGX_HTTP_WS_FRAME_ROOM);
 
-    b->start = p;
-    b->pos = p;
-    b->end = p + size;
-    b->temporary = 1;
-    b->flush = 1;
+        cl = ngx_alloc(sizeof(ngx_chain_t) + sizeof(ngx_buf_t) + room,
+                       ws->connection->log);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = (ngx_buf_t *) (cl + 1);
+        ngx_memzero(b, sizeof(ngx_buf_t));
+
+        p = (u_char *) (b + 1);
+
+        b->start = p;
+        b->pos = p;
+        b->last = p;
+        b->end = p + room;
+        b->temporary = 1;
+        b->flush = 1;
+
+        cl->buf = b;
+        cl->next = NULL;
+
+        *ws->last_out = cl;
+        ws->last_out = &cl->next;
+    }
 
     /* FIN, no mask: server frames are never masked */
 
@@ -1837,12 +1891,6 @@ ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
     }
 
     b->last = p;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    *ws->last_out = cl;
-    ws->last_out = &cl->next;
     ws->out_size += size;
 
     return NGX_OK;
@@ -1958,7 +2006,7 @@ ngx_http_ws_free_sent(ngx_http_ws_t *ws, ngx_chain_t *upto)
     while (ws->out != upto) {
         cl = ws->out;
         ws->out = cl->next;
-        ws->out_size -= cl->buf->end - cl->buf->start;
+        ws->out_size -= cl->buf->last - cl->buf->start;
         ngx_free(cl);
     }
 
@@ -2452,6 +2500,24 @@ ngx_http_ws_send_text(ngx_http_ws_t *ws, u_char *data, size_t len)
         ngx_http_ws_drop(ws, NGX_HTTP_WS_INTERNAL_ERROR);
         return NGX_ERROR;
     }
+
+    /*
+     * A small batch waits for the write event, posted to the end of this
+     * event loop's turn: the frames that more of the turn queues go out
+     * in the same write.  Anything larger goes now, as it always did.
+     */
+
+    if (ws->out_size < NGX_HTTP_WS_BATCH_SIZE) {
+        ws->deferred = 1;
+
+        if (!ws->connection->write->posted) {
+            ngx_post_event(ws->connection->write, &ngx_posted_events);
+        }
+
+        return NGX_OK;
+    }
+
+    ws->deferred = 0;
 
     return ngx_http_ws_push(ws);
 }

@@ -40,7 +40,8 @@
 #include "ngx_model_chunk.h"
 
 
-#define NGX_MODEL_POOL_SIZE       4096
+#define NGX_MODEL_POOL_SIZE       16384    /* a call's subrequest and
+                                              upstream in one block */
 #define NGX_MODEL_MAX_LINE        65536
 #define NGX_MODEL_MAX_EVENT       65536
 #define NGX_MODEL_MAX_BODY        1024     /* of an error answer, kept */

@@ -34,6 +34,9 @@
 #define NGX_SCENARIO_CHAT_BATCH_SIZE 16384  /* ... or their bytes */
 #define NGX_SCENARIO_CHAT_PROMPTS    64     /* prompts a worker keeps */
 #define NGX_SCENARIO_CHAT_PROMPT_TTL 60000  /* ms */
+#define NGX_SCENARIO_CHAT_EVENT_BUF  1024   /* an event on the stack */
+#define NGX_SCENARIO_CHAT_TURN_POOL  16384  /* the prompt and the context's
+                                               items in one block */
 
 /* how an event goes to the session's other connections */
 #define NGX_SCENARIO_CHAT_NOW        1      /* published at once */
@@ -112,7 +115,8 @@ struct ngx_scenario_turn_s {
     ngx_uint_t                   listed_n;
     ngx_uint_t                   due;           /* replies in the pipe */
     ngx_int_t                    lock_rc;
-    json_t                      *context;
+    ngx_str_t                   *context;       /* the model's messages */
+    ngx_uint_t                   context_n;     /* ... of room for n + 1 */
     ngx_str_t                    system;        /* the persona's prompt */
     ngx_str_t                    content;
     ngx_model_call_t            *call;
@@ -216,6 +220,9 @@ static void ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
     ngx_uint_t broadcast);
 static void ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p,
     size_t len, ngx_uint_t broadcast);
+static void ngx_scenario_chat_event_text(ngx_scenario_chat_t *chat,
+    const char *type, const char *key, ngx_str_t *text, ngx_int_t seq,
+    ngx_uint_t broadcast);
 static void ngx_scenario_chat_send(ngx_scenario_chat_t *chat, u_char *data,
     size_t len);
 static void ngx_scenario_chat_publish(ngx_scenario_chat_t *chat,
@@ -228,6 +235,16 @@ static void ngx_scenario_chat_hear(ngx_scenario_chat_t *chat, u_char *p,
     u_char *last);
 static u_char *ngx_scenario_chat_item(ngx_pool_t *pool, ngx_int_t seq,
     const char *role, ngx_str_t *content, size_t *len);
+static ngx_int_t ngx_scenario_chat_unseq(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_int_t *seq, ngx_str_t *out);
+static ngx_int_t ngx_scenario_chat_unseq_slow(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_int_t *seq, ngx_str_t *out);
+static ngx_int_t ngx_scenario_chat_message_text(ngx_pool_t *pool,
+    ngx_str_t *role, ngx_str_t *content, ngx_str_t *out);
+static ngx_int_t ngx_scenario_turn_body(ngx_scenario_turn_t *turn,
+    ngx_str_t *body);
+static ngx_int_t ngx_scenario_turn_system(ngx_scenario_turn_t *turn,
+    ngx_str_t *out);
 static void ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
     ngx_str_t *system, json_t *list);
 static ngx_int_t ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res,
@@ -333,6 +350,9 @@ static ngx_uint_t  ngx_scenario_chat_local;
 /* the personas' prompts, by scenario: they are the same for its sessions */
 static ngx_ttl_cache_t  ngx_scenario_chat_prompts;
 static ngx_uint_t       ngx_scenario_chat_prompts_ready;
+
+/* ... and as JSON string text, after the prompt it was made of */
+static ngx_ttl_cache_t  ngx_scenario_chat_escaped;
 
 
 /* the handshake: owner and state checked before the upgrade */
@@ -741,7 +761,8 @@ static void
 ngx_scenario_chat_stored(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
-    json_t      *ack, *id, *content;
+    json_t      *id, *content;
+    ngx_str_t    text;
     ngx_uint_t   duplicate, needs_reply;
 
     if (rc != NGX_OK || !ngx_pg_result_ok(res)) {
@@ -765,15 +786,13 @@ ngx_scenario_chat_stored(ngx_scenario_chat_t *chat, PGresult *res,
     id = json_object_get(chat->msg, "client_msg_id");
     content = json_object_get(chat->msg, "content");
 
-    ack = json_pack("{s:s,s:O,s:I}", "type", "ack", "client_msg_id", id,
-                    "seq", (json_int_t) ngx_pg_int(res, 0, 0));
+    text.data = (u_char *) json_string_value(id);
+    text.len = json_string_length(id);
 
-    if (ack) {
-        /* a repeated message concerns its sender only */
-        ngx_scenario_chat_event(chat, ack,
-                                duplicate ? 0 : NGX_SCENARIO_CHAT_LATER);
-        json_decref(ack);
-    }
+    /* a repeated message concerns its sender only */
+    ngx_scenario_chat_event_text(chat, "ack", "client_msg_id", &text,
+                                 ngx_pg_int(res, 0, 0),
+                                 duplicate ? 0 : NGX_SCENARIO_CHAT_LATER);
 
     if (needs_reply) {
         /* the message joins the context with the turn's end */
@@ -956,7 +975,8 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat, ngx_int_t answers,
         return;
     }
 
-    pool = ngx_create_pool(2048, chat->request->connection->log);
+    pool = ngx_create_pool(NGX_SCENARIO_CHAT_TURN_POOL,
+                           chat->request->connection->log);
     if (pool == NULL) {
         return;
     }
@@ -1060,6 +1080,8 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
     if (!ngx_scenario_chat_prompts_ready) {
         ngx_ttl_cache_init(&ngx_scenario_chat_prompts,
                            NGX_SCENARIO_CHAT_PROMPTS);
+        ngx_ttl_cache_init(&ngx_scenario_chat_escaped,
+                           NGX_SCENARIO_CHAT_PROMPTS);
         ngx_scenario_chat_prompts_ready = 1;
     }
 
@@ -1150,9 +1172,9 @@ static void
 ngx_scenario_turn_listed(ngx_scenario_chat_t *chat, redisReply *reply,
     ngx_int_t rc)
 {
-    json_t               *item, *seq, *role, *content;
     size_t                i;
-    ngx_int_t             last;
+    ngx_int_t             seq, last;
+    redisReply           *el;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1161,41 +1183,39 @@ ngx_scenario_turn_listed(ngx_scenario_chat_t *chat, redisReply *reply,
         return;
     }
 
-    if (turn->context == NULL) {
-        turn->context = ngx_http_json_own(turn->pool, json_array());
-    }
-
-    if (turn->context == NULL || rc != NGX_OK
-        || reply->type != REDIS_REPLY_ARRAY)
-    {
+    if (rc != NGX_OK || reply->type != REDIS_REPLY_ARRAY) {
         ngx_scenario_turn_due(chat);
         return;
     }
 
-    json_array_clear(turn->context);
+    /* room for one more: the message that started the turn may join */
+    turn->context = ngx_palloc(turn->pool,
+                               (reply->elements + 1) * sizeof(ngx_str_t));
+    turn->context_n = 0;
+
+    if (turn->context == NULL) {
+        ngx_scenario_turn_due(chat);
+        return;
+    }
+
     last = 0;
 
     for (i = 0; i < reply->elements; i++) {
-        item = json_loadb(reply->element[i]->str, reply->element[i]->len, 0,
-                          NULL);
-        seq = json_object_get(item, "seq");
-        role = json_object_get(item, "role");
-        content = json_object_get(item, "content");
+        el = reply->element[i];
 
-        if (!json_is_integer(seq) || !json_is_string(role)
-            || !json_is_string(content)
-            || (i > 0 && json_integer_value(seq) != last + 1))
+        /* the model sees the role and the content only */
+        if (el->type != REDIS_REPLY_STRING
+            || ngx_scenario_chat_unseq(turn->pool, (u_char *) el->str,
+                                       el->len, &seq, &turn->context[i])
+               != NGX_OK
+            || (i > 0 && seq != last + 1))
         {
-            json_decref(item);
             ngx_scenario_turn_due(chat);
             return;
         }
 
-        last = (ngx_int_t) json_integer_value(seq);
-
-        /* the model sees the role and the content only */
-        json_object_del(item, "seq");
-        json_array_append_new(turn->context, item);
+        last = seq;
+        turn->context_n++;
     }
 
     /*
@@ -1468,8 +1488,7 @@ static void
 ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
 {
     u_char               buf[NGX_INT_T_LEN];
-    json_t              *item;
-    ngx_str_t            params[2];
+    ngx_str_t            params[2], item, role;
     ngx_scenario_turn_t *turn;
 
     turn = chat->turn;
@@ -1485,16 +1504,20 @@ ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
     if (turn->listed && turn->system.len && turn->user_seq
         && turn->listed_last == turn->answers - 1)
     {
-        item = json_pack("{s:s,s:s%}", "role", "user",
-                         "content", (char *) turn->user.data,
-                         turn->user.len);
+        ngx_str_set(&role, "user");
 
-        if (item != NULL) {
-            if (json_array_size(turn->context) >= chat->slcf->chat_context) {
-                json_array_remove(turn->context, 0);
+        if (ngx_scenario_chat_message_text(turn->pool, &role, &turn->user,
+                                           &item)
+            == NGX_OK)
+        {
+            if (turn->context_n && turn->context_n >= chat->slcf->chat_context)
+            {
+                turn->context_n--;
+                ngx_memmove(&turn->context[0], &turn->context[1],
+                            turn->context_n * sizeof(ngx_str_t));
             }
 
-            json_array_append_new(turn->context, item);
+            turn->context[turn->context_n++] = item;
             turn->push_user = 1;
             turn->fresh = (turn->listed_n == 0);
             ngx_scenario_turn_begin(chat);
@@ -1523,8 +1546,8 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
 {
     u_char                key[NGX_INT_T_LEN];
     size_t                i;
-    json_t               *list, *item;
-    ngx_str_t             v;
+    json_t               *list, *item, *role, *content;
+    ngx_str_t             v, r, t;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
@@ -1540,8 +1563,10 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
     list = ngx_http_json_own(turn->pool,
                              json_loadb((char *) v.data, v.len, 0, NULL));
 
-    if (turn->context == NULL) {
-        turn->context = ngx_http_json_own(turn->pool, json_array());
+    if (list != NULL && json_is_array(list)) {
+        turn->context = ngx_palloc(turn->pool, (json_array_size(list) + 1)
+                                               * sizeof(ngx_str_t));
+        turn->context_n = 0;
     }
 
     if (list == NULL || !json_is_array(list) || turn->context == NULL
@@ -1564,12 +1589,26 @@ ngx_scenario_turn_rebuilt(ngx_scenario_chat_t *chat, PGresult *res,
     turn->answers = ngx_pg_int(res, 0, 7);
     turn->push_user = 0;
     turn->fresh = (json_array_size(list) == 0);     /* a new session */
-    json_array_clear(turn->context);
 
     json_array_foreach(list, i, item) {
-        json_array_append_new(turn->context,
-            json_pack("{s:O,s:O}", "role", json_object_get(item, "role"),
-                      "content", json_object_get(item, "content")));
+        role = json_object_get(item, "role");
+        content = json_object_get(item, "content");
+
+        if (!json_is_string(role) || !json_is_string(content)) {
+            continue;
+        }
+
+        r.data = (u_char *) json_string_value(role);
+        r.len = json_string_length(role);
+        t.data = (u_char *) json_string_value(content);
+        t.len = json_string_length(content);
+
+        if (ngx_scenario_chat_message_text(turn->pool, &r, &t,
+                                           &turn->context[turn->context_n])
+            == NGX_OK)
+        {
+            turn->context_n++;
+        }
     }
 
     ngx_scenario_turn_begin(chat);
@@ -1622,18 +1661,13 @@ ngx_scenario_chat_system(ngx_pool_t *pool, PGresult *res, ngx_str_t *out)
 static void
 ngx_scenario_turn_begin(ngx_scenario_chat_t *chat)
 {
-    json_t               *ev;
     ngx_scenario_turn_t  *turn;
 
     turn = chat->turn;
     turn->seq = turn->answers + 1;
 
-    ev = json_pack("{s:s,s:I}", "type", "assistant_start",
-                   "seq", (json_int_t) turn->seq);
-    if (ev) {
-        ngx_scenario_chat_event(chat, ev, NGX_SCENARIO_CHAT_NOW);
-        json_decref(ev);
-    }
+    ngx_scenario_chat_event_text(chat, "assistant_start", NULL, NULL,
+                                 turn->seq, NGX_SCENARIO_CHAT_NOW);
 
     ngx_scenario_turn_call(turn);
 }
@@ -1642,37 +1676,12 @@ ngx_scenario_turn_begin(ngx_scenario_chat_t *chat)
 static void
 ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
 {
-    json_t               *req, *messages;
-    ngx_int_t             rc;
     ngx_str_t             body;
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
 
-    messages = json_pack("[{s:s,s:s%}]", "role", "system",
-                         "content", (char *) turn->system.data,
-                         turn->system.len);
-    if (messages == NULL) {
-        goto failed;
-    }
-
-    json_array_extend(messages, turn->context);
-
-    req = json_pack("{s:s%,s:b,s:o,s:f,s:I}",
-                    "model", (char *) chat->slcf->model_name.data,
-                    chat->slcf->model_name.len,
-                    "stream", 1,
-                    "messages", messages,
-                    "temperature", chat->slcf->model_temperature,
-                    "max_tokens", (json_int_t) chat->slcf->model_max_tokens);
-    if (req == NULL) {
-        goto failed;
-    }
-
-    rc = ngx_http_json_dump(turn->pool, req, &body);
-    json_decref(req);
-
-    if (rc != NGX_OK) {
+    if (ngx_scenario_turn_body(turn, &body) != NGX_OK) {
         goto failed;
     }
 
@@ -1697,6 +1706,142 @@ failed:
 
 
 /*
+ * The model's request, written out directly: the context's messages are
+ * JSON already (ngx_scenario_chat_unseq()), and a tree of them dumped
+ * anew each turn cost more than the rest of the turn's JSON.  The same
+ * bytes as jansson's compact dump of the same request; the numbers at
+ * the end are jansson's.
+ */
+
+static ngx_int_t
+ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
+{
+    u_char                     *p;
+    size_t                      len, name;
+    json_t                     *tail;
+    ngx_int_t                   rc;
+    ngx_str_t                   end, system;
+    ngx_uint_t                  i;
+    ngx_scenario_loc_conf_t    *slcf;
+
+    static const char           head[] = "{\"model\":\"";
+    static const char           mid[] = "\",\"stream\":true,\"messages\":"
+                                        "[{\"role\":\"system\","
+                                        "\"content\":\"";
+
+    slcf = turn->chat->slcf;
+
+    tail = json_pack("{s:f,s:I}", "temperature", slcf->model_temperature,
+                     "max_tokens", (json_int_t) slcf->model_max_tokens);
+    if (tail == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_json_dump(turn->pool, tail, &end);
+    json_decref(tail);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    name = ngx_http_json_escape_len(slcf->model_name.data,
+                                    slcf->model_name.len);
+
+    if (name == NGX_HTTP_JSON_INVALID
+        || ngx_scenario_turn_system(turn, &system) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    len = sizeof(head) - 1 + name + sizeof(mid) - 1 + system.len
+          + sizeof("\"}],") - 1 + end.len - 1;
+
+    for (i = 0; i < turn->context_n; i++) {
+        len += 1 + turn->context[i].len;
+    }
+
+    p = ngx_pnalloc(turn->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    p = ngx_cpymem(p, head, sizeof(head) - 1);
+    p = ngx_http_json_escape(p, slcf->model_name.data, slcf->model_name.len);
+    p = ngx_cpymem(p, mid, sizeof(mid) - 1);
+    p = ngx_cpymem(p, system.data, system.len);
+    *p++ = '"';
+    *p++ = '}';
+
+    for (i = 0; i < turn->context_n; i++) {
+        *p++ = ',';
+        p = ngx_cpymem(p, turn->context[i].data, turn->context[i].len);
+    }
+
+    *p++ = ']';
+
+    /* {"temperature":...,"max_tokens":...}: its members follow */
+    *p++ = ',';
+    p = ngx_cpymem(p, end.data + 1, end.len - 1);
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The persona's prompt as JSON string text: the same for every turn of a
+ * scenario, kept after the prompt it was made of (a changed prompt is
+ * escaped anew).  Valid until the next call on the cache.
+ */
+
+static ngx_int_t
+ngx_scenario_turn_system(ngx_scenario_turn_t *turn, ngx_str_t *out)
+{
+    u_char     *p, key[NGX_INT_T_LEN];
+    size_t      n, klen;
+    ngx_str_t   v, *raw;
+
+    raw = &turn->system;
+    klen = ngx_sprintf(key, "%ui", turn->chat->scenario) - key;
+
+    if (ngx_ttl_cache_get(&ngx_scenario_chat_escaped, key, klen, raw->len,
+                          &v)
+        == NGX_OK
+        && v.len >= raw->len
+        && ngx_memcmp(v.data, raw->data, raw->len) == 0)
+    {
+        out->data = v.data + raw->len;
+        out->len = v.len - raw->len;
+        return NGX_OK;
+    }
+
+    n = ngx_http_json_escape_len(raw->data, raw->len);
+    if (n == NGX_HTTP_JSON_INVALID) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(turn->pool, raw->len + n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, raw->data, raw->len);
+    (void) ngx_http_json_escape(p + raw->len, raw->data, raw->len);
+
+    (void) ngx_ttl_cache_put(&ngx_scenario_chat_escaped, key, klen, raw->len,
+                             p, raw->len + n, NGX_SCENARIO_CHAT_PROMPT_TTL);
+
+    out->data = p + raw->len;
+    out->len = n;
+
+    return NGX_OK;
+}
+
+
+/*
  * The most frequent event, written out directly: building and dumping a
  * JSON object per token cost more than the rest of the delta's path.  The
  * text is the model's, decoded by jansson (UTF-8); JSON needs only '"',
@@ -1708,7 +1853,7 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 {
     ngx_scenario_turn_t  *turn = data;
 
-    u_char               *p, *q, *last;
+    u_char               *p, *q, *last, buf[NGX_SCENARIO_CHAT_EVENT_BUF];
     size_t                n;
     ngx_scenario_chat_t  *chat;
 
@@ -1724,7 +1869,9 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
         n += (*q == '"' || *q == '\\') ? 2 : (*q < 0x20 ? 6 : 1);
     }
 
-    p = ngx_alloc(n, chat->request->connection->log);
+    /* emit copies it: a delta is mostly a few bytes, on the stack */
+    p = (n <= sizeof(buf)) ? buf
+                           : ngx_alloc(n, chat->request->connection->log);
     if (p == NULL) {
         return;
     }
@@ -1755,7 +1902,9 @@ ngx_scenario_turn_delta(void *data, u_char *text, size_t len)
 
     ngx_scenario_chat_emit(chat, p, q - p, NGX_SCENARIO_CHAT_LATER);
 
-    ngx_free(p);
+    if (p != buf) {
+        ngx_free(p);
+    }
 }
 
 
@@ -1853,7 +2002,6 @@ static void
 ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
     ngx_int_t rc)
 {
-    json_t               *ev;
     ngx_str_t             v;
     ngx_uint_t            duplicate;
     ngx_scenario_turn_t  *turn;
@@ -1900,14 +2048,9 @@ ngx_scenario_turn_saved(ngx_scenario_chat_t *chat, PGresult *res,
         duplicate = 0;
     }
 
-    ev = json_pack("{s:s,s:I,s:s%}", "type", "assistant_end",
-                   "seq", (json_int_t) turn->seq,
-                   "content", (char *) turn->content.data,
-                   turn->content.len);
-    if (ev) {
-        ngx_scenario_chat_event(chat, ev, NGX_SCENARIO_CHAT_NOW);
-        json_decref(ev);
-    }
+    ngx_scenario_chat_event_text(chat, "assistant_end", "content",
+                                 &turn->content, turn->seq,
+                                 NGX_SCENARIO_CHAT_NOW);
 
     /* the reply joins the context as the lock goes */
     turn->stored = !duplicate;
@@ -2254,6 +2397,69 @@ ngx_scenario_chat_event(ngx_scenario_chat_t *chat, json_t *ev,
 }
 
 
+/*
+ * The turn's events written out directly, in jansson's compact form and
+ * key order: {"type":type,"seq":seq}, with "key":text after the seq
+ * ("content") or before it ("client_msg_id").  Text that is not valid
+ * UTF-8 sends nothing, as jansson's pack would have.
+ */
+
+static void
+ngx_scenario_chat_event_text(ngx_scenario_chat_t *chat, const char *type,
+    const char *key, ngx_str_t *text, ngx_int_t seq, ngx_uint_t broadcast)
+{
+    u_char      *p, *q, buf[NGX_SCENARIO_CHAT_EVENT_BUF];
+    size_t       len, n;
+    ngx_uint_t   before;
+
+    n = 0;
+    before = 0;
+
+    if (key) {
+        n = ngx_http_json_escape_len(text->data, text->len);
+        if (n == NGX_HTTP_JSON_INVALID) {
+            return;
+        }
+
+        before = (ngx_strcmp(key, "client_msg_id") == 0);
+        n += ngx_strlen(key) + sizeof(",\"\":\"\"") - 1;
+    }
+
+    len = chat->origin.len + sizeof(" {\"type\":\"\",\"seq\":}") - 1
+          + ngx_strlen(type) + NGX_INT_T_LEN + n;
+
+    p = (len <= sizeof(buf)) ? buf
+                             : ngx_alloc(len, chat->request->connection->log);
+    if (p == NULL) {
+        return;
+    }
+
+    q = ngx_sprintf(p, "%V {\"type\":\"%s\"", &chat->origin, type);
+
+    if (key && before) {
+        q = ngx_sprintf(q, ",\"%s\":\"", key);
+        q = ngx_http_json_escape(q, text->data, text->len);
+        *q++ = '"';
+    }
+
+    q = ngx_sprintf(q, ",\"seq\":%i", seq);
+
+    if (key && !before) {
+        q = ngx_sprintf(q, ",\"%s\":\"", key);
+        q = ngx_http_json_escape(q, text->data, text->len);
+        *q++ = '"';
+    }
+
+    *q++ = '}';
+
+    ngx_scenario_chat_emit(chat, p, q - p, broadcast);
+
+    if (p != buf) {
+        ngx_free(p);
+    }
+}
+
+
 /* p: "<origin> <json>" */
 
 static void
@@ -2503,26 +2709,173 @@ static u_char *
 ngx_scenario_chat_item(ngx_pool_t *pool, ngx_int_t seq, const char *role,
     ngx_str_t *content, size_t *len)
 {
-    u_char  *p;
-    json_t  *item;
+    u_char  *p, *q;
+    size_t   r, n;
 
-    item = json_pack("{s:I,s:s,s:s%}", "seq", (json_int_t) seq,
-                     "role", role, "content", (char *) content->data,
-                     content->len);
-    if (item == NULL) {
+    r = ngx_http_json_escape_len((u_char *) role, ngx_strlen(role));
+    n = ngx_http_json_escape_len(content->data, content->len);
+
+    if (r == NGX_HTTP_JSON_INVALID || n == NGX_HTTP_JSON_INVALID) {
         return NULL;
     }
 
-    *len = json_dumpb(item, NULL, 0, JSON_COMPACT);
-    p = *len ? ngx_pnalloc(pool, *len) : NULL;
-
-    if (p != NULL) {
-        (void) json_dumpb(item, (char *) p, *len, JSON_COMPACT);
+    p = ngx_pnalloc(pool, sizeof("{\"seq\":,\"role\":\"\",\"content\":\"\"}")
+                          - 1 + NGX_INT_T_LEN + r + n);
+    if (p == NULL) {
+        return NULL;
     }
+
+    q = ngx_sprintf(p, "{\"seq\":%i,\"role\":\"", seq);
+    q = ngx_http_json_escape(q, (u_char *) role, ngx_strlen(role));
+    q = ngx_cpymem(q, "\",\"content\":\"", sizeof("\",\"content\":\"") - 1);
+    q = ngx_http_json_escape(q, content->data, content->len);
+    *q++ = '"';
+    *q++ = '}';
+
+    *len = q - p;
+
+    return p;
+}
+
+
+/*
+ * An item of the context as the model sees it: the stored item without
+ * its seq.  In the shape ngx_scenario_chat_item() writes, and with strings
+ * that need no decoding to be checked, it is taken as it stands, a copy of
+ * its text; anything else is read by jansson as it always was.
+ */
+
+static ngx_int_t
+ngx_scenario_chat_unseq(ngx_pool_t *pool, u_char *p, size_t len,
+    ngx_int_t *seq, ngx_str_t *out)
+{
+    u_char  *last, *q, *digits, *role;
+
+    static const char  head[] = "{\"seq\":";
+    static const char  r[] = ",\"role\":";
+    static const char  t[] = ",\"content\":";
+
+    last = p + len;
+
+    if (len < sizeof(head) - 1 || ngx_strncmp(p, head, sizeof(head) - 1) != 0)
+    {
+        goto slow;
+    }
+
+    /* at most 18 digits fit; no sign, no leading zero */
+
+    digits = p + sizeof(head) - 1;
+
+    for (q = digits; q < last && *q >= '0' && *q <= '9'; q++) {
+        /* void */
+    }
+
+    if (q == digits || q - digits > 18 || (*digits == '0' && q - digits > 1)
+        || (size_t) (last - q) < sizeof(r) - 1
+        || ngx_strncmp(q, r, sizeof(r) - 1) != 0)
+    {
+        goto slow;
+    }
+
+    *seq = ngx_atoi(digits, q - digits);
+    role = q + 1;
+
+    q = ngx_http_json_scan_string(q + sizeof(r) - 1, last);
+
+    if (q == NULL || (size_t) (last - q) < sizeof(t) - 1
+        || ngx_strncmp(q, t, sizeof(t) - 1) != 0)
+    {
+        goto slow;
+    }
+
+    q = ngx_http_json_scan_string(q + sizeof(t) - 1, last);
+
+    if (q == NULL || last - q != 1 || *q != '}') {
+        goto slow;
+    }
+
+    out->len = 1 + (last - role);
+    out->data = ngx_pnalloc(pool, out->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data[0] = '{';
+    ngx_memcpy(out->data + 1, role, last - role);
+
+    return NGX_OK;
+
+slow:
+
+    return ngx_scenario_chat_unseq_slow(pool, p, len, seq, out);
+}
+
+
+static ngx_int_t
+ngx_scenario_chat_unseq_slow(ngx_pool_t *pool, u_char *p, size_t len,
+    ngx_int_t *seq, ngx_str_t *out)
+{
+    json_t     *item, *n, *role, *content;
+    ngx_int_t   rc;
+
+    item = json_loadb((char *) p, len, 0, NULL);
+    n = json_object_get(item, "seq");
+    role = json_object_get(item, "role");
+    content = json_object_get(item, "content");
+
+    if (!json_is_integer(n) || !json_is_string(role)
+        || !json_is_string(content))
+    {
+        json_decref(item);
+        return NGX_ERROR;
+    }
+
+    *seq = (ngx_int_t) json_integer_value(n);
+
+    json_object_del(item, "seq");
+
+    rc = ngx_http_json_dump(pool, item, out);
 
     json_decref(item);
 
-    return p;
+    return rc;
+}
+
+
+/* {"role":...,"content":...}, as jansson would dump it */
+
+static ngx_int_t
+ngx_scenario_chat_message_text(ngx_pool_t *pool, ngx_str_t *role,
+    ngx_str_t *content, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   r, n;
+
+    r = ngx_http_json_escape_len(role->data, role->len);
+    n = ngx_http_json_escape_len(content->data, content->len);
+
+    if (r == NGX_HTTP_JSON_INVALID || n == NGX_HTTP_JSON_INVALID) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(pool, sizeof("{\"role\":\"\",\"content\":\"\"}") - 1
+                          + r + n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_cpymem(p, "{\"role\":\"", sizeof("{\"role\":\"") - 1);
+    p = ngx_http_json_escape(p, role->data, role->len);
+    p = ngx_cpymem(p, "\",\"content\":\"", sizeof("\",\"content\":\"") - 1);
+    p = ngx_http_json_escape(p, content->data, content->len);
+    *p++ = '"';
+    *p++ = '}';
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 
