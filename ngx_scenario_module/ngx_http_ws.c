@@ -52,6 +52,9 @@
 /* the first buffer of a message received in pieces */
 #define NGX_HTTP_WS_MESSAGE_MIN   1024
 
+/* the 101's buffers, given back once it is out */
+#define NGX_HTTP_WS_SCRATCH_SIZE  1024
+
 /* a shutting down worker waits this long at most for CLOSE replies */
 #define NGX_HTTP_WS_EXIT_GRACE    1000
 
@@ -137,6 +140,10 @@ static ngx_uint_t ngx_http_ws_has_token(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_ws_token(ngx_str_t *value, const char *token);
 static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
+static ngx_int_t ngx_http_ws_scratch_done(ngx_http_request_t *r,
+    ngx_pool_t *scratch, ngx_http_cleanup_t *cln);
+static ngx_uint_t ngx_http_ws_in_pool(ngx_pool_t *pool, void *p);
+static void ngx_http_ws_scratch_cleanup(void *data);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 static void ngx_http_ws_compact_header(ngx_http_request_t *r);
 static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
@@ -581,10 +588,12 @@ ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key)
 static ngx_int_t
 ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 {
-    u_char      hash[20];
-    ngx_int_t   rc;
-    ngx_str_t   src, accept, upgrade;
-    ngx_sha1_t  sha1;
+    u_char               hash[20];
+    ngx_int_t            rc;
+    ngx_str_t            src, accept, upgrade;
+    ngx_sha1_t           sha1;
+    ngx_pool_t          *pool, *scratch;
+    ngx_http_cleanup_t  *cln;
 
     ngx_sha1_init(&sha1);
     ngx_sha1_update(&sha1, key->data, key->len);
@@ -617,17 +626,156 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
     r->headers_out.content_length_n = -1;
     r->keepalive = 0;
 
+    scratch = ngx_create_pool(NGX_HTTP_WS_SCRATCH_SIZE, r->connection->log);
+
+    pool = r->pool;
+    cln = r->cleanup;
+
+    if (scratch != NULL) {
+        r->pool = scratch;
+    }
+
     rc = ngx_http_send_header(r);
+
+    /*
+     * The header is held back as shorter than postpone_output: it is sent
+     * now, as ngx_http_ws_flush() sends its rest, without a flush buffer
+     * through the body filters (the copy filter would keep a context)
+     */
+    if (rc != NGX_ERROR && rc <= NGX_OK && r->out != NULL
+        && ngx_http_write_filter(r, NULL) == NGX_ERROR)
+    {
+        rc = NGX_ERROR;
+    }
+
+    r->pool = pool;
+
+    if (scratch != NULL && ngx_http_ws_scratch_done(r, scratch, cln)
+                           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+    return NGX_OK;
+}
+
+
+/*
+ * The 101's header buffer, its chain links and the flush buffer are dead
+ * once the response is out, but as small allocations of r->pool they would
+ * stay for the connection's life: they come from a scratch pool lent as
+ * r->pool for the send (as ngx_model_client.c lends a call's pool), which
+ * is destroyed at once.  If the send may have left anything pointing into
+ * it (the rest of the response, a cleanup, a module's context, a header
+ * added by a filter), it lives as long as the request instead.
+ */
+
+static ngx_int_t
+ngx_http_ws_scratch_done(ngx_http_request_t *r, ngx_pool_t *scratch,
+    ngx_http_cleanup_t *cln)
+{
+    ngx_uint_t           i, keep;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    ngx_pool_cleanup_t  *pcln;
+
+    keep = (r->out != NULL || r->cleanup != cln || scratch->cleanup != NULL);
+
+    for (i = 0; !keep && i < ngx_http_max_module; i++) {
+        keep = ngx_http_ws_in_pool(scratch, r->ctx[i]);
+        
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; !keep; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+
+            if (part->nelts == 0) {
+                continue;
+            }
+        }
+
+        keep = ngx_http_ws_in_pool(scratch, h[i].key.data)
+               || ngx_http_ws_in_pool(scratch, h[i].value.data)
+               || ngx_http_ws_in_pool(scratch, h[i].lowcase_key);
+    }
+
+    keep = keep
+           || ngx_http_ws_in_pool(scratch,
+                                  r->headers_out.content_type.data)
+           || ngx_http_ws_in_pool(scratch, r->headers_out.charset.data);
+
+    if (!keep) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "websocket 101 buffers given back");
+
+        ngx_destroy_pool(scratch);
+        return NGX_OK;
+    }
+
+    /* a filter's doing, once per connection: worth knowing of */
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "websocket 101 scratch pool kept with the request");
+
+    pcln = ngx_pool_cleanup_add(r->pool, 0);
+    if (pcln == NULL) {
+        /* whatever points into it must stay valid: left to leak */
         return NGX_ERROR;
     }
 
+    pcln->handler = ngx_http_ws_scratch_cleanup;
+    pcln->data = scratch;
+
     return NGX_OK;
+}
+
+
+/* p lies in one of the pool's blocks, or is one of its large allocations */
+
+static ngx_uint_t
+ngx_http_ws_in_pool(ngx_pool_t *pool, void *p)
+{
+    ngx_pool_t        *b;
+    ngx_pool_large_t  *l;
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    for (b = pool; b; b = b->d.next) {
+        if ((u_char *) p >= (u_char *) b && (u_char *) p < b->d.end) {
+            return 1;
+        }
+    }
+
+    for (l = pool->large; l; l = l->next) {
+        if (l->alloc == p) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_ws_scratch_cleanup(void *data)
+{
+    ngx_destroy_pool(data);
 }
 
 
