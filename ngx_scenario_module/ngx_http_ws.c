@@ -5,15 +5,16 @@
  * may keep its state in r->pool.  The count taken in accept is given back
  * after release; if nginx terminates the request meanwhile (a worker's
  * shutdown timeout, an error elsewhere), r->main->blocked holds it.  The
- * object is in r->pool, whose cleanup stops its timers.  Handlers
- * count their nesting in ws->depth: the owner is called, and the request
- * finalized, only by the outermost one, from the event loop.
+ * object is freed by a cleanup of r->pool, which stops its timers first.
+ * Handlers count their nesting in ws->depth: the owner is called, and the
+ * request finalized, only by the outermost one, from the event loop.
  *
- * Memory: an idle connection holds only the object, in the room nginx's
- * own request left in r->pool (two blocks by then).  Frames are read into
- * a stack buffer and parsed byte by byte, so no read buffer outlives an
- * event; a message buffer exists while a message is being received, and
- * output while the client has not taken it.
+ * Memory: an idle connection holds only the object, an allocation of its
+ * exact size.  Frames are read into a stack buffer and parsed byte by
+ * byte, so no read buffer outlives an event; a control frame's payload
+ * and a message buffer exist while they are being received, and output
+ * while the client has not taken it.  The 101's buffers are given back
+ * once it is out.
  */
 
 
@@ -112,7 +113,8 @@ struct ngx_http_ws_s {
     u_char                      opcode;      /* of the frame */
     u_char                      message_opcode;  /* 0: none under way */
     u_char                      control_len;
-    u_char                      control[125];
+    u_char                     *control;     /* a control frame's payload,
+                                                while it is received */
 
     unsigned                    state:2;
     unsigned                    fin:1;
@@ -169,6 +171,7 @@ static void ngx_http_ws_frame_sized(ngx_http_ws_t *ws);
 static void ngx_http_ws_frame_begin(ngx_http_ws_t *ws);
 static void ngx_http_ws_payload(ngx_http_ws_t *ws, u_char *p, size_t n);
 static void ngx_http_ws_frame_end(ngx_http_ws_t *ws);
+static void ngx_http_ws_control_frame(ngx_http_ws_t *ws);
 static ngx_int_t ngx_http_ws_reserve(ngx_http_ws_t *ws, size_t n);
 static void ngx_http_ws_message(ngx_http_ws_t *ws);
 static void ngx_http_ws_close_frame(ngx_http_ws_t *ws);
@@ -202,6 +205,7 @@ static void ngx_http_ws_schedule(ngx_http_ws_t *ws);
 static void ngx_http_ws_set_idle(ngx_http_ws_t *ws, ngx_uint_t idle);
 static void ngx_http_ws_stop(ngx_http_ws_t *ws);
 static void ngx_http_ws_free_message(ngx_http_ws_t *ws);
+static void ngx_http_ws_free_control(ngx_http_ws_t *ws);
 static void ngx_http_ws_finalize(ngx_http_ws_t *ws);
 static void ngx_http_ws_cleanup(void *data);
 static void ngx_http_ws_pool_cleanup(void *data);
@@ -366,10 +370,22 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
 
     c = r->connection;
 
-    ws = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_t));
+    /*
+     * Not from r->pool: its blocks are full by now, and a block more for
+     * the object would leave most of it unused for the connection's life
+     */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ws = ngx_calloc(sizeof(ngx_http_ws_t), c->log);
     if (ws == NULL) {
         return NULL;
     }
+
+    cln->handler = ngx_http_ws_pool_cleanup;
+    cln->data = ws;
 
     ws->request = r;
     ws->connection = c;
@@ -386,14 +402,6 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
     ws->busy.handler = ngx_http_ws_busy_handler;
     ws->busy.data = ws;
     ws->busy.log = c->log;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_http_ws_pool_cleanup;
-    cln->data = ws;
 
     return ws;
 }
@@ -1575,6 +1583,15 @@ ngx_http_ws_frame_begin(ngx_http_ws_t *ws)
     ws->mask_pos = 0;
     ws->control_len = 0;
 
+    /* 125 bytes at most, kept only while the frame comes in */
+    if ((ws->opcode & 0x08) && ws->frame_left && ws->control == NULL) {
+        ws->control = ngx_alloc(125, ws->connection->log);
+        if (ws->control == NULL) {
+            ngx_http_ws_drop(ws, NGX_HTTP_WS_INTERNAL_ERROR);
+            return;
+        }
+    }
+
     if (!(ws->opcode & 0x08)) {
 
         /* data that comes after our CLOSE is not delivered */
@@ -1654,6 +1671,21 @@ ngx_http_ws_frame_end(ngx_http_ws_t *ws)
 {
     ws->parse = sw_head;
 
+    if (ws->opcode & 0x08) {
+        ngx_http_ws_control_frame(ws);
+        ngx_http_ws_free_control(ws);
+        return;
+    }
+
+    if (ws->fin) {
+        ngx_http_ws_message(ws);
+    }
+}
+
+
+static void
+ngx_http_ws_control_frame(ngx_http_ws_t *ws)
+{
     switch (ws->opcode) {
 
     case NGX_HTTP_WS_PING:
@@ -1672,17 +1704,12 @@ ngx_http_ws_frame_end(ngx_http_ws_t *ws)
         (void) ngx_http_ws_push(ws);
         return;
 
-    case NGX_HTTP_WS_PONG:
-        return;
-
     case NGX_HTTP_WS_CLOSE:
         ngx_http_ws_close_frame(ws);
         return;
     }
 
-    if (ws->fin) {
-        ngx_http_ws_message(ws);
-    }
+    /* PONG: nothing to do */
 }
 
 
@@ -2468,6 +2495,7 @@ ngx_http_ws_stop(ngx_http_ws_t *ws)
 
     ngx_http_ws_free_sent(ws, NULL);
     ngx_http_ws_free_message(ws);
+    ngx_http_ws_free_control(ws);
 
     ws->connection->buffered &= ~NGX_HTTP_WS_BUFFERED;
 
@@ -2485,6 +2513,18 @@ ngx_http_ws_free_message(ngx_http_ws_t *ws)
 
     ws->message_len = 0;
     ws->message_size = 0;
+}
+
+
+static void
+ngx_http_ws_free_control(ngx_http_ws_t *ws)
+{
+    if (ws->control) {
+        ngx_free(ws->control);
+        ws->control = NULL;
+    }
+
+    ws->control_len = 0;
 }
 
 
@@ -2584,6 +2624,7 @@ static void
 ngx_http_ws_pool_cleanup(void *data)
 {
     ngx_http_ws_stop(data);
+    ngx_free(data);
 }
 
 
