@@ -5,15 +5,16 @@
  * may keep its state in r->pool.  The count taken in accept is given back
  * after release; if nginx terminates the request meanwhile (a worker's
  * shutdown timeout, an error elsewhere), r->main->blocked holds it.  The
- * object is in r->pool, whose cleanup stops its timers.  Handlers
- * count their nesting in ws->depth: the owner is called, and the request
- * finalized, only by the outermost one, from the event loop.
+ * object is freed by a cleanup of r->pool, which stops its timers first.
+ * Handlers count their nesting in ws->depth: the owner is called, and the
+ * request finalized, only by the outermost one, from the event loop.
  *
- * Memory: an idle connection holds only the object, in the room nginx's
- * own request left in r->pool (two blocks by then).  Frames are read into
- * a stack buffer and parsed byte by byte, so no read buffer outlives an
- * event; a message buffer exists while a message is being received, and
- * output while the client has not taken it.
+ * Memory: an idle connection holds only the object, an allocation of its
+ * exact size.  Frames are read into a stack buffer and parsed byte by
+ * byte, so no read buffer outlives an event; a control frame's payload
+ * and a message buffer exist while they are being received, and output
+ * while the client has not taken it.  The 101's buffers are given back
+ * once it is out.
  */
 
 
@@ -60,6 +61,9 @@
 
 /* the first buffer of a message received in pieces */
 #define NGX_HTTP_WS_MESSAGE_MIN   1024
+
+/* the 101's buffers, given back once it is out */
+#define NGX_HTTP_WS_SCRATCH_SIZE  1024
 
 /* a shutting down worker waits this long at most for CLOSE replies */
 #define NGX_HTTP_WS_EXIT_GRACE    1000
@@ -118,7 +122,8 @@ struct ngx_http_ws_s {
     u_char                      opcode;      /* of the frame */
     u_char                      message_opcode;  /* 0: none under way */
     u_char                      control_len;
-    u_char                      control[125];
+    u_char                     *control;     /* a control frame's payload,
+                                                while it is received */
 
     unsigned                    state:2;
     unsigned                    fin:1;
@@ -147,6 +152,10 @@ static ngx_uint_t ngx_http_ws_has_token(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_ws_token(ngx_str_t *value, const char *token);
 static ngx_int_t ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key);
 static ngx_int_t ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key);
+static ngx_int_t ngx_http_ws_scratch_done(ngx_http_request_t *r,
+    ngx_pool_t *scratch, ngx_http_cleanup_t *cln);
+static ngx_uint_t ngx_http_ws_in_pool(ngx_pool_t *pool, void *p);
+static void ngx_http_ws_scratch_cleanup(void *data);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 static void ngx_http_ws_compact_header(ngx_http_request_t *r);
 static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
@@ -172,6 +181,7 @@ static void ngx_http_ws_frame_sized(ngx_http_ws_t *ws);
 static void ngx_http_ws_frame_begin(ngx_http_ws_t *ws);
 static void ngx_http_ws_payload(ngx_http_ws_t *ws, u_char *p, size_t n);
 static void ngx_http_ws_frame_end(ngx_http_ws_t *ws);
+static void ngx_http_ws_control_frame(ngx_http_ws_t *ws);
 static ngx_int_t ngx_http_ws_reserve(ngx_http_ws_t *ws, size_t n);
 static void ngx_http_ws_message(ngx_http_ws_t *ws);
 static void ngx_http_ws_close_frame(ngx_http_ws_t *ws);
@@ -205,6 +215,7 @@ static void ngx_http_ws_schedule(ngx_http_ws_t *ws);
 static void ngx_http_ws_set_idle(ngx_http_ws_t *ws, ngx_uint_t idle);
 static void ngx_http_ws_stop(ngx_http_ws_t *ws);
 static void ngx_http_ws_free_message(ngx_http_ws_t *ws);
+static void ngx_http_ws_free_control(ngx_http_ws_t *ws);
 static void ngx_http_ws_finalize(ngx_http_ws_t *ws);
 static void ngx_http_ws_cleanup(void *data);
 static void ngx_http_ws_pool_cleanup(void *data);
@@ -369,10 +380,22 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
 
     c = r->connection;
 
-    ws = ngx_pcalloc(r->pool, sizeof(ngx_http_ws_t));
+    /*
+     * Not from r->pool: its blocks are full by now, and a block more for
+     * the object would leave most of it unused for the connection's life
+     */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ws = ngx_calloc(sizeof(ngx_http_ws_t), c->log);
     if (ws == NULL) {
         return NULL;
     }
+
+    cln->handler = ngx_http_ws_pool_cleanup;
+    cln->data = ws;
 
     ws->request = r;
     ws->connection = c;
@@ -389,14 +412,6 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
     ws->busy.handler = ngx_http_ws_busy_handler;
     ws->busy.data = ws;
     ws->busy.log = c->log;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_http_ws_pool_cleanup;
-    cln->data = ws;
 
     return ws;
 }
@@ -591,10 +606,12 @@ ngx_http_ws_key(ngx_http_request_t *r, ngx_str_t *key)
 static ngx_int_t
 ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
 {
-    u_char      hash[20];
-    ngx_int_t   rc;
-    ngx_str_t   src, accept, upgrade;
-    ngx_sha1_t  sha1;
+    u_char               hash[20];
+    ngx_int_t            rc;
+    ngx_str_t            src, accept, upgrade;
+    ngx_sha1_t           sha1;
+    ngx_pool_t          *pool, *scratch;
+    ngx_http_cleanup_t  *cln;
 
     ngx_sha1_init(&sha1);
     ngx_sha1_update(&sha1, key->data, key->len);
@@ -627,17 +644,156 @@ ngx_http_ws_send_101(ngx_http_request_t *r, ngx_str_t *key)
     r->headers_out.content_length_n = -1;
     r->keepalive = 0;
 
+    scratch = ngx_create_pool(NGX_HTTP_WS_SCRATCH_SIZE, r->connection->log);
+
+    pool = r->pool;
+    cln = r->cleanup;
+
+    if (scratch != NULL) {
+        r->pool = scratch;
+    }
+
     rc = ngx_http_send_header(r);
+
+    /*
+     * The header is held back as shorter than postpone_output: it is sent
+     * now, as ngx_http_ws_flush() sends its rest, without a flush buffer
+     * through the body filters (the copy filter would keep a context)
+     */
+    if (rc != NGX_ERROR && rc <= NGX_OK && r->out != NULL
+        && ngx_http_write_filter(r, NULL) == NGX_ERROR)
+    {
+        rc = NGX_ERROR;
+    }
+
+    r->pool = pool;
+
+    if (scratch != NULL && ngx_http_ws_scratch_done(r, scratch, cln)
+                           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+    return NGX_OK;
+}
+
+
+/*
+ * The 101's header buffer, its chain links and the flush buffer are dead
+ * once the response is out, but as small allocations of r->pool they would
+ * stay for the connection's life: they come from a scratch pool lent as
+ * r->pool for the send (as ngx_model_client.c lends a call's pool), which
+ * is destroyed at once.  If the send may have left anything pointing into
+ * it (the rest of the response, a cleanup, a module's context, a header
+ * added by a filter), it lives as long as the request instead.
+ */
+
+static ngx_int_t
+ngx_http_ws_scratch_done(ngx_http_request_t *r, ngx_pool_t *scratch,
+    ngx_http_cleanup_t *cln)
+{
+    ngx_uint_t           i, keep;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    ngx_pool_cleanup_t  *pcln;
+
+    keep = (r->out != NULL || r->cleanup != cln || scratch->cleanup != NULL);
+
+    for (i = 0; !keep && i < ngx_http_max_module; i++) {
+        keep = ngx_http_ws_in_pool(scratch, r->ctx[i]);
+        
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; !keep; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+
+            if (part->nelts == 0) {
+                continue;
+            }
+        }
+
+        keep = ngx_http_ws_in_pool(scratch, h[i].key.data)
+               || ngx_http_ws_in_pool(scratch, h[i].value.data)
+               || ngx_http_ws_in_pool(scratch, h[i].lowcase_key);
+    }
+
+    keep = keep
+           || ngx_http_ws_in_pool(scratch,
+                                  r->headers_out.content_type.data)
+           || ngx_http_ws_in_pool(scratch, r->headers_out.charset.data);
+
+    if (!keep) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "websocket 101 buffers given back");
+
+        ngx_destroy_pool(scratch);
+        return NGX_OK;
+    }
+
+    /* a filter's doing, once per connection: worth knowing of */
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "websocket 101 scratch pool kept with the request");
+
+    pcln = ngx_pool_cleanup_add(r->pool, 0);
+    if (pcln == NULL) {
+        /* whatever points into it must stay valid: left to leak */
         return NGX_ERROR;
     }
 
+    pcln->handler = ngx_http_ws_scratch_cleanup;
+    pcln->data = scratch;
+
     return NGX_OK;
+}
+
+
+/* p lies in one of the pool's blocks, or is one of its large allocations */
+
+static ngx_uint_t
+ngx_http_ws_in_pool(ngx_pool_t *pool, void *p)
+{
+    ngx_pool_t        *b;
+    ngx_pool_large_t  *l;
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    for (b = pool; b; b = b->d.next) {
+        if ((u_char *) p >= (u_char *) b && (u_char *) p < b->d.end) {
+            return 1;
+        }
+    }
+
+    for (l = pool->large; l; l = l->next) {
+        if (l->alloc == p) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_ws_scratch_cleanup(void *data)
+{
+    ngx_destroy_pool(data);
 }
 
 
@@ -1451,6 +1607,15 @@ ngx_http_ws_frame_begin(ngx_http_ws_t *ws)
     ws->mask_pos = 0;
     ws->control_len = 0;
 
+    /* 125 bytes at most, kept only while the frame comes in */
+    if ((ws->opcode & 0x08) && ws->frame_left && ws->control == NULL) {
+        ws->control = ngx_alloc(125, ws->connection->log);
+        if (ws->control == NULL) {
+            ngx_http_ws_drop(ws, NGX_HTTP_WS_INTERNAL_ERROR);
+            return;
+        }
+    }
+
     if (!(ws->opcode & 0x08)) {
 
         /* data that comes after our CLOSE is not delivered */
@@ -1530,6 +1695,21 @@ ngx_http_ws_frame_end(ngx_http_ws_t *ws)
 {
     ws->parse = sw_head;
 
+    if (ws->opcode & 0x08) {
+        ngx_http_ws_control_frame(ws);
+        ngx_http_ws_free_control(ws);
+        return;
+    }
+
+    if (ws->fin) {
+        ngx_http_ws_message(ws);
+    }
+}
+
+
+static void
+ngx_http_ws_control_frame(ngx_http_ws_t *ws)
+{
     switch (ws->opcode) {
 
     case NGX_HTTP_WS_PING:
@@ -1548,17 +1728,12 @@ ngx_http_ws_frame_end(ngx_http_ws_t *ws)
         (void) ngx_http_ws_push(ws);
         return;
 
-    case NGX_HTTP_WS_PONG:
-        return;
-
     case NGX_HTTP_WS_CLOSE:
         ngx_http_ws_close_frame(ws);
         return;
     }
 
-    if (ws->fin) {
-        ngx_http_ws_message(ws);
-    }
+    /* PONG: nothing to do */
 }
 
 
@@ -2368,6 +2543,7 @@ ngx_http_ws_stop(ngx_http_ws_t *ws)
 
     ngx_http_ws_free_sent(ws, NULL);
     ngx_http_ws_free_message(ws);
+    ngx_http_ws_free_control(ws);
 
     ws->connection->buffered &= ~NGX_HTTP_WS_BUFFERED;
 
@@ -2385,6 +2561,18 @@ ngx_http_ws_free_message(ngx_http_ws_t *ws)
 
     ws->message_len = 0;
     ws->message_size = 0;
+}
+
+
+static void
+ngx_http_ws_free_control(ngx_http_ws_t *ws)
+{
+    if (ws->control) {
+        ngx_free(ws->control);
+        ws->control = NULL;
+    }
+
+    ws->control_len = 0;
 }
 
 
@@ -2484,6 +2672,7 @@ static void
 ngx_http_ws_pool_cleanup(void *data)
 {
     ngx_http_ws_stop(data);
+    ngx_free(data);
 }
 
 

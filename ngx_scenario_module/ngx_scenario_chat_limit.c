@@ -92,6 +92,12 @@ static ngx_str_t  ngx_scenario_renew_script = ngx_string(
 
 static ngx_queue_t                ngx_scenario_leases;
 static ngx_event_t                ngx_scenario_lease_timer;
+
+/*
+ * the timer's ev->data: the debug log's ngx_event_ident() reads it as a
+ * connection (nginx's own timers use such a stub)
+ */
+static ngx_connection_t           ngx_scenario_lease_dumb;
 static ngx_scenario_main_conf_t  *ngx_scenario_lease_conf;
 static ngx_uint_t                 ngx_scenario_lease_number;
 static ngx_uint_t                 ngx_scenario_lease_exiting;
@@ -116,6 +122,7 @@ ngx_scenario_chat_limit_init_process(ngx_scenario_main_conf_t *smcf,
 
     ngx_memzero(&ngx_scenario_lease_timer, sizeof(ngx_event_t));
     ngx_scenario_lease_timer.handler = ngx_scenario_lease_renew;
+    ngx_scenario_lease_timer.data = &ngx_scenario_lease_dumb;
     ngx_scenario_lease_timer.log = cycle->log;
     ngx_scenario_lease_timer.cancelable = 1;
 }
