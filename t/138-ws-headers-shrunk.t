@@ -30,7 +30,7 @@ my $ws = ws_connect("/sessions/$sid/chat",
                       'X-Probe' => 'still-here',
                       Cookie => 'other=1; shrunk=kept' },
                     { timeout => 10 });
-ok $ws->handshake_ok, '101';
+ok $ws->handshake_ok, 'the handshake answered 101';
 
 my $ready;
 while (my $f = $ws->recv_frame(10)) {
