@@ -371,13 +371,14 @@ ngx_uint_t ngx_scenario_chat_echo(ngx_str_t *from);
 ngx_int_t ngx_scenario_live_handler(ngx_http_request_t *r);
 
 /* ngx_scenario_chat_limit.c */
-typedef void (*ngx_scenario_chat_admit_pt)(ngx_http_request_t *r);
+/* what follows the admission: returns as ngx_scenario_pg() does */
+typedef ngx_int_t (*ngx_scenario_chat_admit_pt)(ngx_http_request_t *r);
 
 void ngx_scenario_chat_limit_init_process(ngx_scenario_main_conf_t *smcf,
     ngx_cycle_t *cycle);
 void ngx_scenario_chat_limit_exit_process(void);
-ngx_int_t ngx_scenario_chat_admit(ngx_http_request_t *r,
-    ngx_scenario_chat_admit_pt handler);
+ngx_int_t ngx_scenario_chat_admit_then(ngx_http_request_t *r,
+    ngx_scenario_chat_admit_pt check);
 void ngx_scenario_chat_leave(ngx_http_request_t *r);
 
 /* ngx_scenario_resolve.c */

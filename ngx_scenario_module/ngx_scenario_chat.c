@@ -142,7 +142,6 @@ struct ngx_scenario_op_s {
 };
 
 
-static void ngx_scenario_chat_admitted(ngx_http_request_t *r);
 static ngx_int_t ngx_scenario_chat_check(ngx_http_request_t *r);
 static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
@@ -383,30 +382,7 @@ ngx_scenario_chat_handler(ngx_http_request_t *r)
     }
 
     /* a slot among the user's and the address's open chats */
-    rc = ngx_scenario_chat_admit(r, ngx_scenario_chat_admitted);
-
-    if (rc == NGX_AGAIN) {
-        return ngx_scenario_wait(r, NGX_OK, "redis");
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_scenario_wait(r, rc, "redis");
-    }
-
-    return ngx_scenario_wait(r, ngx_scenario_chat_check(r), "postgres");
-}
-
-
-static void
-ngx_scenario_chat_admitted(ngx_http_request_t *r)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_scenario_chat_check(r);
-
-    if (rc != NGX_OK) {
-        ngx_scenario_fail(r, rc, "postgres");
-    }
+    return ngx_scenario_chat_admit_then(r, ngx_scenario_chat_check);
 }
 
 

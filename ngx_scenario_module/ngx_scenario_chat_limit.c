@@ -43,6 +43,8 @@ typedef struct {
 } ngx_scenario_lease_t;
 
 
+static ngx_int_t ngx_scenario_chat_admit(ngx_http_request_t *r,
+    ngx_scenario_chat_admit_pt handler);
 static void ngx_scenario_lease_admitted(void *data, redisReply *reply,
     ngx_int_t rc);
 static void ngx_scenario_lease_cleanup(void *data);
@@ -141,7 +143,33 @@ ngx_scenario_chat_limit_exit_process(void)
 
 
 /*
- * Before the upgrade: takes a slot for r's user and address.  Returns
+ * A content handler's last step before the upgrade: a slot for r's user
+ * and address, then check (the session's query), at once or once the slot
+ * is taken.  Returns what the content handler returns.
+ */
+
+ngx_int_t
+ngx_scenario_chat_admit_then(ngx_http_request_t *r,
+    ngx_scenario_chat_admit_pt check)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_scenario_chat_admit(r, check);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_scenario_wait(r, NGX_OK, "redis");
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_scenario_wait(r, rc, "redis");
+    }
+
+    return ngx_scenario_wait(r, check(r), "postgres");
+}
+
+
+/*
+ * Takes a slot for r's user and address.  Returns
  * NGX_OK when no cap applies (go on at once), NGX_AGAIN when handler will
  * run once the slot is taken (a refusal, 429, or a failure, 503, ends the
  * request instead), NGX_DECLINED when Redis cannot take the command, or
@@ -149,7 +177,7 @@ ngx_scenario_chat_limit_exit_process(void)
  * r->pool.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_scenario_chat_admit(ngx_http_request_t *r,
     ngx_scenario_chat_admit_pt handler)
 {
@@ -291,7 +319,12 @@ ngx_scenario_lease_admitted(void *data, redisReply *reply, ngx_int_t rc)
     lease->queued = 1;
     ngx_scenario_lease_arm();
 
-    lease->handler(r);
+    rc = lease->handler(r);
+
+    if (rc != NGX_OK) {
+        ngx_scenario_fail(r, rc, "postgres");
+    }
+
     ngx_http_run_posted_requests(c);
 }
 

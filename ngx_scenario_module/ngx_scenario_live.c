@@ -35,7 +35,6 @@ typedef struct {
 } ngx_scenario_live_t;
 
 
-static void ngx_scenario_live_admitted(ngx_http_request_t *r);
 static ngx_int_t ngx_scenario_live_check(ngx_http_request_t *r);
 static void ngx_scenario_live_checked(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
@@ -82,30 +81,7 @@ ngx_scenario_live_handler(ngx_http_request_t *r)
     }
 
     /* a slot among the user's and the address's open chats, as a chat */
-    rc = ngx_scenario_chat_admit(r, ngx_scenario_live_admitted);
-
-    if (rc == NGX_AGAIN) {
-        return ngx_scenario_wait(r, NGX_OK, "redis");
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_scenario_wait(r, rc, "redis");
-    }
-
-    return ngx_scenario_wait(r, ngx_scenario_live_check(r), "postgres");
-}
-
-
-static void
-ngx_scenario_live_admitted(ngx_http_request_t *r)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_scenario_live_check(r);
-
-    if (rc != NGX_OK) {
-        ngx_scenario_fail(r, rc, "postgres");
-    }
+    return ngx_scenario_chat_admit_then(r, ngx_scenario_live_check);
 }
 
 
