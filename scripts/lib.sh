@@ -12,7 +12,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 packages=(
     build-essential nginx nginx-dev libpq-dev libhiredis-dev
     libjansson-dev libsodium-dev postgresql-15 postgresql-client-15
-    redis-server wrk curl ca-certificates iproute2
+    redis-server wrk curl ca-certificates iproute2 procps
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     liblist-moreutils-perl libipc-run3-perl libprotocol-websocket-perl
     libwww-perl libcrypt-argon2-perl
