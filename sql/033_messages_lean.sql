@@ -26,7 +26,9 @@ BEGIN
 END
 $$;
 
+-- 001 run again (migrate's concurrent runners re-apply) adds them back
 ALTER TABLE messages
+    DROP CONSTRAINT IF EXISTS messages_session_id_seq_key,
     DROP CONSTRAINT IF EXISTS messages_session_id_client_msg_id_key;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg_id_key
     ON messages (session_id, client_msg_id)
