@@ -75,6 +75,43 @@ is last_seq(), 6, 'resolved: last_seq untouched';
 is pg_exec(q{SELECT count(*) FROM messages WHERE session_id = :'v1'}, $sid),
     6, 'resolved: nothing stored';
 
+# 033/034: messages are keyed by (session_id, seq); the client_msg_id
+# index holds the trainee's messages only, and it is what finds a repeat
+is pg_exec(q{SELECT string_agg(a.attname, ',' ORDER BY k.n)
+             FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(att, n),
+                  pg_attribute a
+             WHERE i.indrelid = 'messages'::regclass AND i.indisprimary
+               AND a.attrelid = i.indrelid AND a.attnum = k.att}),
+    'session_id,seq', 'the primary key is (session_id, seq)';
+is pg_exec(q{SELECT count(*) FROM pg_attribute
+             WHERE attrelid = 'messages'::regclass AND attname = 'id'
+               AND NOT attisdropped}), 0, 'no surrogate id';
+is pg_exec(q{SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+             WHERE indexrelid = 'messages_client_msg_id_key'::regclass}),
+    '(client_msg_id IS NOT NULL)', 'the client_msg_id index is partial';
+
+# two writers of one repeat at once: the second waits for the session's
+# row, then finds the first one's message, without an error
+my $sid2 = pg_exec(q{INSERT INTO sessions (user_id, scenario_id, last_seq)
+    VALUES (:'v1', :'v2', 0) RETURNING id}, $uid, $scenario);
+open my $first, '-|', 'psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+    '-c', 'BEGIN',
+    '-c', "SELECT concat_ws('|', seq, duplicate) FROM chat_store_message($sid2, 'same', 'one')",
+    '-c', 'SELECT pg_sleep(1)', '-c', 'COMMIT'
+    or die "psql: $!";
+select undef, undef, undef, 0.4;
+is pg_exec(q{SELECT concat_ws('|', seq, duplicate, needs_reply, last_seq)
+             FROM chat_store_message(:'v1', 'same', 'two')}, $sid2),
+    '1|t|t|1', 'the concurrent repeat: the first one\'s seq, a duplicate';
+my @out = grep { /\S/ } <$first>;
+close $first;
+chomp @out;
+is "@out", '1|f', 'the first writer stored it';
+is pg_exec(q{SELECT string_agg(content, ',') FROM messages
+             WHERE session_id = :'v1'}, $sid2), 'one', 'stored once';
+is pg_exec(q{SELECT last_seq FROM sessions WHERE id = :'v1'}, $sid2), 1,
+    'the repeat gave its seq back';
+
 my $none = pg_exec('SELECT coalesce(max(id), 0) + 1000 FROM sessions');
 is pg_exec(q{SELECT count(*) FROM chat_store_message(:'v1', 'x', 'y')},
            $none), 0, 'a missing session: no row';
