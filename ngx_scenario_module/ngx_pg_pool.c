@@ -16,6 +16,11 @@
 #include "ngx_pg_pool.h"
 
 
+/* statements ngx_pg_query_prepared() names, per worker */
+#define NGX_PG_STMTS_MAX  16
+#define NGX_PG_NAME_LEN   sizeof("ngx_pg_ffffffff_4294967295")
+
+
 typedef enum {
     NGX_PG_CLOSED = 0,
     NGX_PG_BACKOFF,
@@ -35,7 +40,10 @@ typedef struct {
     ngx_msec_t            backoff;
     ngx_pg_state_e        state;
     ino_t                 ino;        /* the socket nginx knows as c->fd */
+    uint32_t              prepared;   /* bits of pool->stmts prepared here */
+    uint32_t              unnamed;    /* ... whose prepare failed here */
     unsigned              flushing:1;
+    unsigned              preparing:1;
 } ngx_pg_conn_t;
 
 
@@ -49,6 +57,8 @@ struct ngx_pg_op_s {
     ngx_pg_handler_pt     handler;
     void                 *data;
     ngx_event_t           timer;
+    ngx_uint_t            stmt;       /* index in pool->stmts */
+    unsigned              prepare:1;
     unsigned              queued:1;
     unsigned              cancelled:1;
 };
@@ -64,6 +74,9 @@ struct ngx_pg_pool_s {
     ngx_uint_t            queries;
     ngx_uint_t            errors;
     ngx_uint_t            reconnects;
+    const char           *stmts[NGX_PG_STMTS_MAX];
+    u_char                names[NGX_PG_STMTS_MAX][NGX_PG_NAME_LEN];
+    ngx_uint_t            nstmts;
     unsigned              exiting:1;
 };
 
@@ -77,6 +90,9 @@ static ngx_int_t ngx_pg_want(ngx_pg_conn_t *pc, ngx_uint_t write);
 static void ngx_pg_event_handler(ngx_event_t *ev);
 static void ngx_pg_poll_connect(ngx_pg_conn_t *pc);
 static void ngx_pg_send(ngx_pg_conn_t *pc);
+static int ngx_pg_send_op(ngx_pg_conn_t *pc, ngx_pg_op_t *op);
+static ngx_int_t ngx_pg_prepared(ngx_pg_conn_t *pc);
+static ngx_int_t ngx_pg_stmt(ngx_pg_pool_t *pool, const char *sql);
 static void ngx_pg_flush(ngx_pg_conn_t *pc);
 static void ngx_pg_receive(ngx_pg_conn_t *pc);
 static void ngx_pg_idle_input(ngx_pg_conn_t *pc);
@@ -101,6 +117,7 @@ ngx_pg_pool_conf_init(ngx_pg_pool_conf_t *conf)
     ngx_conf_init_msec_value(conf->query_timeout, 10000);
     ngx_conf_init_msec_value(conf->backoff_min, 100);
     ngx_conf_init_msec_value(conf->backoff_max, 3000);
+    ngx_conf_init_value(conf->prepare, 0);
 
     if (conf->size == 0) {
         conf->size = 1;
@@ -362,6 +379,72 @@ ngx_pg_query(ngx_pg_pool_t *pool, const char *sql, ngx_uint_t nparams,
     }
 
     return op;
+}
+
+
+ngx_pg_op_t *
+ngx_pg_query_prepared(ngx_pg_pool_t *pool, const char *sql,
+    ngx_uint_t nparams, ngx_str_t *params, ngx_pg_handler_pt handler,
+    void *data)
+{
+    ngx_int_t     i;
+    ngx_pg_op_t  *op;
+
+    op = ngx_pg_query(pool, sql, nparams, params, handler, data);
+    if (op == NULL || !pool->conf->prepare) {
+        return op;
+    }
+
+    i = ngx_pg_stmt(pool, sql);
+    if (i == NGX_ERROR) {
+        return op;
+    }
+
+    op->stmt = i;
+    op->prepare = 1;
+
+    return op;
+}
+
+
+/*
+ * The statement's index, registered on first use.  Its name is made of
+ * the text's CRC32 and length, so that a name always means one text, also
+ * where sessions might meet on one server connection (a pooler): two
+ * texts of one name would have the second one run unnamed.
+ */
+
+static ngx_int_t
+ngx_pg_stmt(ngx_pg_pool_t *pool, const char *sql)
+{
+    size_t      len;
+    u_char     *name;
+    ngx_uint_t  i;
+
+    for (i = 0; i < pool->nstmts; i++) {
+        if (pool->stmts[i] == sql) {
+            return i;
+        }
+    }
+
+    if (pool->nstmts == NGX_PG_STMTS_MAX) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(sql);
+    name = pool->names[pool->nstmts];
+    ngx_sprintf(name, "ngx_pg_%08xD_%uz%Z",
+                ngx_crc32_long((u_char *) sql, len), len);
+
+    for (i = 0; i < pool->nstmts; i++) {
+        if (ngx_strcmp(pool->names[i], name) == 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    pool->stmts[pool->nstmts] = sql;
+
+    return pool->nstmts++;
 }
 
 
@@ -774,10 +857,7 @@ ngx_pg_send(ngx_pg_conn_t *pc)
     pc->state = NGX_PG_BUSY;
     pc->pool->queries++;
 
-    if (!PQsendQueryParams(pc->conn, op->sql, op->nparams, NULL,
-                           (const char * const *) op->values, NULL, NULL,
-                           0))
-    {
+    if (!ngx_pg_send_op(pc, op)) {
         ngx_pg_fail(pc, "send");
         return;
     }
@@ -786,6 +866,88 @@ ngx_pg_send(ngx_pg_conn_t *pc)
 
     pc->flushing = 1;
     ngx_pg_flush(pc);
+}
+
+
+/*
+ * The query, or first its statement's prepare: the query follows from
+ * ngx_pg_prepared() once the prepare's answer is in.
+ */
+
+static int
+ngx_pg_send_op(ngx_pg_conn_t *pc, ngx_pg_op_t *op)
+{
+    char      *name;
+    uint32_t   bit;
+
+    bit = (uint32_t) 1 << op->stmt;
+
+    if (!op->prepare || (pc->unnamed & bit)) {
+        return PQsendQueryParams(pc->conn, op->sql, op->nparams, NULL,
+                                 (const char * const *) op->values, NULL,
+                                 NULL, 0);
+    }
+
+    name = (char *) pc->pool->names[op->stmt];
+
+    if (pc->prepared & bit) {
+        return PQsendQueryPrepared(pc->conn, name, op->nparams,
+                                   (const char * const *) op->values, NULL,
+                                   NULL, 0);
+    }
+
+    pc->preparing = 1;
+
+    return PQsendPrepare(pc->conn, name, op->sql, op->nparams, NULL);
+}
+
+
+/*
+ * The prepare's answer is in (pc->res): the query goes now, named, or
+ * unnamed from now on on this connection when the prepare failed (the
+ * query's own error, if any, then reaches the caller).
+ */
+
+static ngx_int_t
+ngx_pg_prepared(ngx_pg_conn_t *pc)
+{
+    uint32_t      bit;
+    ngx_pg_op_t  *op;
+
+    op = pc->op;
+    pc->preparing = 0;
+    bit = (uint32_t) 1 << op->stmt;
+
+    if (pc->res && PQresultStatus(pc->res) == PGRES_COMMAND_OK) {
+        pc->prepared |= bit;
+
+    } else {
+        pc->unnamed |= bit;
+        ngx_log_error(NGX_LOG_WARN, pc->pool->log, 0,
+                      "postgres: prepare failed, the statement runs "
+                      "unnamed on this connection: %s",
+                      pc->res ? PQresultErrorMessage(pc->res)
+                              : PQerrorMessage(pc->conn));
+    }
+
+    if (pc->res) {
+        PQclear(pc->res);
+        pc->res = NULL;
+    }
+
+    if (op->cancelled) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_pg_send_op(pc, op)) {
+        ngx_pg_fail(pc, "send");
+        return NGX_OK;
+    }
+
+    pc->flushing = 1;
+    ngx_pg_flush(pc);
+
+    return NGX_OK;
 }
 
 
@@ -870,6 +1032,10 @@ ngx_pg_receive(ngx_pg_conn_t *pc)
         }
 
         pc->res = res;
+    }
+
+    if (pc->preparing && ngx_pg_prepared(pc) == NGX_OK) {
+        return;
     }
 
     last = pc->res;
@@ -998,6 +1164,9 @@ ngx_pg_close(ngx_pg_conn_t *pc)
 
     pc->state = NGX_PG_CLOSED;
     pc->flushing = 0;
+    pc->preparing = 0;
+    pc->prepared = 0;
+    pc->unnamed = 0;
 }
 
 

@@ -41,6 +41,7 @@ typedef struct {
     ngx_msec_t          query_timeout;   /* also bounds the wait in queue */
     ngx_msec_t          backoff_min;
     ngx_msec_t          backoff_max;
+    ngx_flag_t          prepare;         /* ngx_pg_query_prepared() names */
 } ngx_pg_pool_conf_t;
 
 
@@ -69,6 +70,19 @@ void ngx_pg_pool_exit_process(ngx_pg_pool_t *pool);
  * the wait queue is full or memory is short: the caller answers 503.
  */
 ngx_pg_op_t *ngx_pg_query(ngx_pg_pool_t *pool, const char *sql,
+    ngx_uint_t nparams, ngx_str_t *params, ngx_pg_handler_pt handler,
+    void *data);
+
+/*
+ * The same for a statement run often: with the pool's prepare set, it is
+ * prepared once per connection and then only executed (no parse and plan
+ * per call).  sql must have static storage: its address names the
+ * statement for the worker's life.  A named statement is session state,
+ * which a pooler in transaction mode may not keep: with prepare off (the
+ * default), or on a connection where its prepare failed, it runs as
+ * ngx_pg_query() does.
+ */
+ngx_pg_op_t *ngx_pg_query_prepared(ngx_pg_pool_t *pool, const char *sql,
     ngx_uint_t nparams, ngx_str_t *params, ngx_pg_handler_pt handler,
     void *data);
 

@@ -2247,8 +2247,9 @@ ngx_scenario_chat_pg(ngx_scenario_chat_t *chat, const char *sql,
     op->chat = chat;
     op->pg = handler;
 
-    if (ngx_pg_query(chat->smcf->pg_pool, sql, nparams, params,
-                     ngx_scenario_chat_pg_done, op)
+    /* the chat's statements are constants, run on every turn */
+    if (ngx_pg_query_prepared(chat->smcf->pg_pool, sql, nparams, params,
+                              ngx_scenario_chat_pg_done, op)
         == NULL)
     {
         ngx_free(op);

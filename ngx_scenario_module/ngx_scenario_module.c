@@ -118,6 +118,13 @@ static ngx_command_t  ngx_scenario_commands[] = {
       offsetof(ngx_scenario_main_conf_t, pg.query_timeout),
       NULL },
 
+    { ngx_string("scenario_postgres_prepare"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_scenario_main_conf_t, pg.prepare),
+      NULL },
+
     { ngx_string("scenario_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -422,6 +429,7 @@ ngx_scenario_create_main_conf(ngx_conf_t *cf)
     smcf->pg.query_timeout = NGX_CONF_UNSET_MSEC;
     smcf->pg.backoff_min = NGX_CONF_UNSET_MSEC;
     smcf->pg.backoff_max = NGX_CONF_UNSET_MSEC;
+    smcf->pg.prepare = NGX_CONF_UNSET;
 
     smcf->redis.size = NGX_CONF_UNSET_UINT;
     smcf->redis.max_pending = NGX_CONF_UNSET_UINT;

@@ -19,12 +19,16 @@ sub platform_conf {
     my $read = $o{read_timeout} // '2s';
     # e.g. "proxy_set_header X-Stub-Reply-File /path;" (t/091-judge.t)
     my $model_headers = $o{model_headers} // '';
+    # the chat's statements prepared per connection (scripts/test: on;
+    # .ci/run's sanitizer pass: off, the unnamed path)
+    my $prepare = $ENV{TEST_PG_PREPARE} // 'on';
 
     return {
         main_config => "thread_pool scenario_hash threads=2 max_queue=64;\n"
                      . "env SCENARIO_STUB_KEY=test-key;",
         http_config => ($o{http_config} // '') . <<"_EOC_",
     scenario_postgres "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=scenario user=postgres";
+    scenario_postgres_prepare $prepare;
     scenario_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
     scenario_model_api_key_env SCENARIO_STUB_KEY;
     scenario_model stand-in;
