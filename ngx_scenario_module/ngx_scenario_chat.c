@@ -433,6 +433,13 @@ ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
         return;
     }
 
+    /* what the socket keeps for its life (t/151-chat-idle-pool.t) */
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "chat upgraded: request pool of %ui blocks, "
+                   "connection pool of %ui",
+                   ngx_scenario_pool_blocks(r->pool),
+                   ngx_scenario_pool_blocks(r->connection->pool));
+
     /* the WebSocket holds the request now: give back the handler's count */
     ngx_http_finalize_request(r, NGX_DONE);
 }

@@ -122,6 +122,28 @@ ngx_scenario_calloc_kept(ngx_http_request_t *r, size_t size)
 }
 
 
+#if (NGX_DEBUG)
+
+/* a pool's blocks: the debug log shows what an upgraded request keeps */
+
+ngx_uint_t
+ngx_scenario_pool_blocks(ngx_pool_t *pool)
+{
+    ngx_uint_t   n;
+    ngx_pool_t  *p;
+
+    n = 0;
+
+    for (p = pool; p; p = p->d.next) {
+        n++;
+    }
+
+    return n;
+}
+
+#endif
+
+
 /* an operation in flight is cancelled if the request goes first */
 
 static ngx_int_t
