@@ -823,10 +823,13 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
 /*
  * The connection's 1 KiB header buffer is held for the connection's life
  * by the request, which points into it.  The request's bytes (and any
- * frames right behind them) are copied to its pool, which has room for
- * them in its last block, the request's pointers moved to the copy, and
- * the buffer freed, as nginx frees it on a keepalive connection.  Only
- * when the whole request is in that buffer (no large header buffers).
+ * frames right behind them) are copied to an allocation of their size,
+ * the request's pointers moved to the copy, and the buffer freed, as
+ * nginx frees it on a keepalive connection; the copy takes the buffer's
+ * place in the connection's pool (freed with it, after the request).
+ * Nothing of it is in the request's pool: what a client sends varies, and
+ * the blocks of that pool are kept for the connection's life.  Only when
+ * the whole request is in that buffer (no large header buffers).
  */
 
 #define ngx_http_ws_rebase(p)                                                 \
@@ -842,6 +845,7 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
     ngx_uint_t              i;
     ngx_list_part_t        *part;
     ngx_table_elt_t        *h;
+    ngx_pool_large_t       *l;
     ngx_connection_t       *c;
     ngx_http_connection_t  *hc;
 
@@ -860,7 +864,17 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
     from = r->request_start;
     to = b->last;
 
-    copy = ngx_pnalloc(r->pool, to - from + 1);
+    for (l = c->pool->large; l; l = l->next) {
+        if (l->alloc == start) {
+            break;
+        }
+    }
+
+    if (l == NULL) {
+        return;
+    }
+
+    copy = ngx_alloc(to - from + 1, c->log);
     if (copy == NULL) {
         return;
     }
@@ -924,10 +938,8 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
 
     ngx_http_ws_rebase(r->request_start);
 
-    if (ngx_pfree(c->pool, start) != NGX_OK) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "websocket header buffer not freed");
-    }
+    ngx_free(start);
+    l->alloc = copy;
 }
 
 
@@ -1028,8 +1040,8 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
 /*
  * Only a list of one part whose entries are a large allocation of the
  * pool: a small one cannot be given back.  The copy is a large allocation
- * too, of the entries' exact size, so it takes nothing from the pool's
- * blocks.  The old entries are freed once the caller has the copy.
+ * too, of the entries' exact size, in the old entries' place in the pool's
+ * list of them, so it takes nothing from the pool's blocks.
  */
 
 static ngx_table_elt_t *
@@ -1057,14 +1069,16 @@ ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
         return NULL;
     }
 
-    copy = ngx_pmemalign(pool, part->nelts * list->size, NGX_ALIGNMENT);
+    copy = ngx_alloc(part->nelts * list->size, pool->log);
     if (copy == NULL) {
         return NULL;
     }
 
     ngx_memcpy(copy, part->elts, part->nelts * list->size);
 
-    ngx_pfree(pool, part->elts);
+    /* in the old entries' place in the pool's list: no entry more */
+    ngx_free(part->elts);
+    l->alloc = copy;
 
     part->elts = copy;
     list->nalloc = part->nelts;

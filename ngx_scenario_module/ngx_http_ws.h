@@ -9,8 +9,8 @@
  * keep working: only r->read_event_handler and r->write_event_handler are
  * replaced, as nginx's own upgraded proxying does.
  *
- * After the upgrade the request's line and headers live in a copy in its
- * pool and the connection's header buffer is freed: a pointer into that
+ * After the upgrade the request's line and headers live in a copy of
+ * their own and the connection's header buffer is freed: a pointer into that
  * buffer that the owner took before ngx_http_ws_accept() (a slice of
  * r->uri, a header's value) must be copied before, as r's own are moved.
  */

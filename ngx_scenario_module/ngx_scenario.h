@@ -252,6 +252,11 @@ extern ngx_module_t  ngx_scenario_module;
 /* ngx_scenario_util.c: the per-request plumbing every flow calls */
 ngx_scenario_ctx_t *ngx_scenario_ctx(ngx_http_request_t *r);
 ngx_scenario_ctx_t *ngx_scenario_user(ngx_http_request_t *r);
+void *ngx_scenario_calloc_apart(ngx_pool_t *pool, size_t size);
+void *ngx_scenario_calloc_kept(ngx_http_request_t *r, size_t size);
+#if (NGX_DEBUG)
+ngx_uint_t ngx_scenario_pool_blocks(ngx_pool_t *pool);
+#endif
 ngx_int_t ngx_scenario_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_scenario_pg(ngx_http_request_t *r, const char *sql,

@@ -69,7 +69,7 @@ static ngx_int_t
 ngx_scenario_access_handler(ngx_http_request_t *r)
 {
     int                        argc;
-    u_char                    *ttl;
+    u_char                     ttl[NGX_TIME_T_LEN];   /* hiredis copies */
     size_t                     argvlen[4];
     ngx_int_t                  rc;
     ngx_str_t                  token, key, value;
@@ -178,11 +178,6 @@ ngx_scenario_access_handler(ngx_http_request_t *r)
     argvlen[1] = ctx->token_key.len;
 
     if (smcf->token_sliding) {
-        ttl = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (ttl == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         argv[0] = "GETEX";
         argvlen[0] = 5;
         argv[2] = "EX";

@@ -147,7 +147,7 @@ static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_scenario_chat_open(ngx_http_request_t *r,
     PGresult *res);
-static ngx_int_t ngx_scenario_chat_keys(ngx_scenario_chat_t *chat);
+static ngx_scenario_chat_t *ngx_scenario_chat_create(ngx_http_request_t *r);
 static void ngx_scenario_chat_message(ngx_http_ws_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len);
 static void ngx_scenario_chat_next(ngx_scenario_chat_t *chat);
@@ -433,6 +433,13 @@ ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
         return;
     }
 
+    /* what the socket keeps for its life (t/151-chat-idle-pool.t) */
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "chat upgraded: request pool of %ui blocks, "
+                   "connection pool of %ui",
+                   ngx_scenario_pool_blocks(r->pool),
+                   ngx_scenario_pool_blocks(r->connection->pool));
+
     /* the WebSocket holds the request now: give back the handler's count */
     ngx_http_finalize_request(r, NGX_DONE);
 }
@@ -451,7 +458,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 
     ctx = ngx_scenario_ctx(r);
 
-    chat = ngx_pcalloc(r->pool, sizeof(ngx_scenario_chat_t));
+    chat = ngx_scenario_chat_create(r);
     if (chat == NULL) {
         return NGX_ERROR;
     }
@@ -461,12 +468,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     chat->slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
     ngx_queue_init(&chat->inbox);
 
-    (void) ngx_scenario_session_id(r, &chat->session_id);
     chat->hint = ngx_atoi(chat->session_id.data, chat->session_id.len);
-
-    if (ngx_scenario_chat_keys(chat) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     for (i = 0; i < 4; i++) {
         v[i] = ngx_pg_value(res, 0, i + 1);
@@ -535,54 +537,72 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
 }
 
 
-static ngx_int_t
-ngx_scenario_chat_keys(ngx_scenario_chat_t *chat)
+/*
+ * The chat and its keys in one allocation of their exact size, apart from
+ * r->pool's blocks, which the socket keeps for its life: made before the
+ * upgrade, it would take room that nginx's allocations after it need
+ */
+
+static ngx_scenario_chat_t *
+ngx_scenario_chat_create(ngx_http_request_t *r)
 {
-    u_char      *p, raw[8];
-    ngx_pool_t  *pool;
+    u_char               *p, raw[8];
+    u_char                origin[sizeof(ngx_scenario_chat_instance) + 1
+                                 + NGX_INT_T_LEN];
+    size_t                len, origin_len;
+    ngx_str_t             id;
+    ngx_scenario_chat_t  *chat;
 
-    pool = chat->request->pool;
-
-    p = ngx_pnalloc(pool, 4 * (sizeof("ctx::system") + NGX_INT64_LEN)
-                          + NGX_INT_T_LEN + NGX_INT64_LEN + 2
-                          + chat->session_id.len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* the URI's copy: the upgrade gives the header buffer back */
-    chat->session_id.data = ngx_cpymem(p, chat->session_id.data,
-                                       chat->session_id.len)
-                            - chat->session_id.len;
-    p += chat->session_id.len;
-
-    chat->channel.data = p;
-    p = ngx_sprintf(p, "chat:%V", &chat->session_id);
-    chat->channel.len = p - chat->channel.data;
-
-    chat->context_key.data = p;
-    p = ngx_sprintf(p, "ctx:%V", &chat->session_id);
-    chat->context_key.len = p - chat->context_key.data;
-
-    chat->lock_key.data = p;
-    p = ngx_sprintf(p, "gen:%V", &chat->session_id);
-    chat->lock_key.len = p - chat->lock_key.data;
-
-    chat->system_key.data = p;
-    p = ngx_sprintf(p, "ctx:%V:system", &chat->session_id);
-    chat->system_key.len = p - chat->system_key.data;
+    (void) ngx_scenario_session_id(r, &id);
 
     if (ngx_scenario_chat_instance[0] == '\0') {
         randombytes_buf(raw, sizeof(raw));
         ngx_hex_dump(ngx_scenario_chat_instance, raw, sizeof(raw));
     }
 
-    chat->origin.data = p;
-    p = ngx_sprintf(p, "%*s.%ui", sizeof(ngx_scenario_chat_instance),
-                    ngx_scenario_chat_instance, ++ngx_scenario_chat_number);
-    chat->origin.len = p - chat->origin.data;
+    origin_len = ngx_sprintf(origin, "%*s.%ui",
+                             sizeof(ngx_scenario_chat_instance),
+                             ngx_scenario_chat_instance,
+                             ++ngx_scenario_chat_number)
+                 - origin;
 
-    return NGX_OK;
+    len = 5 * id.len + sizeof("chat:") - 1 + sizeof("ctx:") - 1
+          + sizeof("gen:") - 1 + sizeof("ctx::system") - 1 + origin_len;
+
+    chat = ngx_scenario_calloc_apart(r->pool,
+                                     sizeof(ngx_scenario_chat_t) + len);
+    if (chat == NULL) {
+        return NULL;
+    }
+
+    p = (u_char *) (chat + 1);
+
+    /* the URI's copy: the upgrade gives the header buffer back */
+    chat->session_id.data = p;
+    chat->session_id.len = id.len;
+    p = ngx_cpymem(p, id.data, id.len);
+
+    chat->channel.data = p;
+    p = ngx_sprintf(p, "chat:%V", &id);
+    chat->channel.len = p - chat->channel.data;
+
+    chat->context_key.data = p;
+    p = ngx_sprintf(p, "ctx:%V", &id);
+    chat->context_key.len = p - chat->context_key.data;
+
+    chat->lock_key.data = p;
+    p = ngx_sprintf(p, "gen:%V", &id);
+    chat->lock_key.len = p - chat->lock_key.data;
+
+    chat->system_key.data = p;
+    p = ngx_sprintf(p, "ctx:%V:system", &id);
+    chat->system_key.len = p - chat->system_key.data;
+
+    chat->origin.data = p;
+    chat->origin.len = origin_len;
+    ngx_memcpy(p, origin, origin_len);
+
+    return chat;
 }
 
 

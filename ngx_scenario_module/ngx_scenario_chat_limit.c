@@ -201,22 +201,31 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
         return NGX_OK;              /* scenario_chat_limit off */
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_scenario_lease_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
 
-    lease = cln->data;
-    ngx_memzero(lease, sizeof(ngx_scenario_lease_t));
-    cln->handler = ngx_scenario_lease_cleanup;
-
-    p = ngx_pnalloc(r->pool, sizeof("chats:u:") - 1 + ctx->user_id_text.len
-                             + sizeof("chats:a:") - 1 + c->addr_text.len
-                             + sizeof(ngx_scenario_lease_instance) + 1
-                             + NGX_INT_T_LEN);
-    if (p == NULL) {
+    /*
+     * The lease and its keys apart from r->pool's blocks, which the chat's
+     * socket keeps for its life; freed with the pool, after the cleanup
+     */
+    lease = ngx_scenario_calloc_apart(r->pool,
+                                      sizeof(ngx_scenario_lease_t)
+                                      + sizeof("chats:u:") - 1
+                                      + ctx->user_id_text.len
+                                      + sizeof("chats:a:") - 1
+                                      + c->addr_text.len
+                                      + sizeof(ngx_scenario_lease_instance)
+                                      + 1 + NGX_INT_T_LEN);
+    if (lease == NULL) {
         return NGX_ERROR;
     }
+
+    cln->handler = ngx_scenario_lease_cleanup;
+    cln->data = lease;
+
+    p = (u_char *) (lease + 1);
 
     lease->user_key.data = p;
     p = ngx_sprintf(p, "chats:u:%V", &ctx->user_id_text);

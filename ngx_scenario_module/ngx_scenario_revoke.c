@@ -33,8 +33,11 @@ struct ngx_scenario_watch_s {
     void                     *data;
     ngx_redis_pool_t         *redis;
     ngx_redis_op_t           *op;          /* the PTTL in flight */
-    ngx_event_t               expiry;
     unsigned                  ended:1;
+    unsigned                  expires:1;
+
+    /* last: a watch that does not expire is allocated without it */
+    ngx_event_t               expiry;
 };
 
 
@@ -82,28 +85,37 @@ ngx_scenario_watch_add(ngx_http_request_t *r, ngx_str_t *key,
         return NGX_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_scenario_watch_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* never a pool block more: a WebSocket keeps its blocks for its life */
+    w = ngx_scenario_calloc_kept(r, expires ? sizeof(ngx_scenario_watch_t)
+                                    : offsetof(ngx_scenario_watch_t, expiry));
+    if (w == NULL) {
         return NGX_ERROR;
     }
 
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
-    w = cln->data;
-    ngx_memzero(w, sizeof(ngx_scenario_watch_t));
     ngx_memcpy(w->key, key->data, NGX_SCENARIO_HASH_HEX);
     w->handler = handler;
     w->data = data;
     w->redis = smcf->redis_pool;
 
-    w->expiry.handler = ngx_scenario_watch_expiry;
-    w->expiry.data = w;
-    w->expiry.log = r->connection->log;
-    w->expiry.cancelable = 1;
+    if (expires) {
+        w->expires = 1;
+        w->expiry.handler = ngx_scenario_watch_expiry;
+        w->expiry.data = w;
+        w->expiry.log = r->connection->log;
+        w->expiry.cancelable = 1;
+    }
 
     ngx_queue_insert_tail(&ngx_scenario_watches, &w->queue);
 
     cln->handler = ngx_scenario_watch_cleanup;
+    cln->data = w;
 
     if (expires) {
         ngx_scenario_watch_ttl(w);
@@ -125,7 +137,7 @@ ngx_scenario_watch_cleanup(void *data)
         w->op = NULL;
     }
 
-    if (w->expiry.timer_set) {
+    if (w->expires && w->expiry.timer_set) {
         ngx_del_timer(&w->expiry);
     }
 }

@@ -44,6 +44,106 @@ ngx_scenario_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * A zeroed allocation of its own, freed with the pool (after its
+ * cleanups): an upgraded request keeps its 1 KiB blocks for the
+ * connection's life, and state that fills part of one more block would
+ * keep all of it.  ngx_pmemalign() always allocates apart from the blocks.
+ */
+
+void *
+ngx_scenario_calloc_apart(ngx_pool_t *pool, size_t size)
+{
+    void  *p;
+
+    p = ngx_pmemalign(pool, size, NGX_ALIGNMENT);
+    if (p) {
+        ngx_memzero(p, size);
+    }
+
+    return p;
+}
+
+
+/* a block of the pool from its current one on has size bytes free */
+
+static ngx_uint_t
+ngx_scenario_pool_room(ngx_pool_t *pool, size_t size)
+{
+    u_char      *m;
+    ngx_pool_t  *p;
+
+    if (size > pool->max) {
+        return 0;
+    }
+
+    for (p = pool->current; p; p = p->d.next) {
+        m = ngx_align_ptr(p->d.last, NGX_ALIGNMENT);
+
+        if (m <= p->d.end && (size_t) (p->d.end - m) >= size) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Zeroed memory kept as long as r, never in a block more: in the free room
+ * of r's pool (beside room for one cleanup more: an object's cleanup may
+ * be added after it), else, when the connection ends with r (no
+ * keepalive, as an upgraded one), of the connection's pool, which is freed
+ * after r's, else apart.  An upgraded request keeps its blocks for the
+ * connection's life: a small object in a new 1 KiB block would keep most
+ * of it unused.  For what an upgraded request allocates last: anything
+ * after it may find the room taken.
+ */
+
+void *
+ngx_scenario_calloc_kept(ngx_http_request_t *r, size_t size)
+{
+    if (ngx_scenario_pool_room(r->pool,
+                               ngx_align(size, NGX_ALIGNMENT)
+                               + sizeof(ngx_pool_cleanup_t)))
+    {
+        return ngx_pcalloc(r->pool, size);
+    }
+
+    if (r == r->main
+        && !r->keepalive
+        && r->http_version < NGX_HTTP_VERSION_20
+        && ngx_scenario_pool_room(r->connection->pool, size))
+    {
+        return ngx_pcalloc(r->connection->pool, size);
+    }
+
+    return ngx_scenario_calloc_apart(r->pool, size);
+}
+
+
+#if (NGX_DEBUG)
+
+/* a pool's blocks: the debug log shows what an upgraded request keeps */
+
+ngx_uint_t
+ngx_scenario_pool_blocks(ngx_pool_t *pool)
+{
+    ngx_uint_t   n;
+    ngx_pool_t  *p;
+
+    n = 0;
+
+    for (p = pool; p; p = p->d.next) {
+        n++;
+    }
+
+    return n;
+}
+
+#endif
+
+
 /* an operation in flight is cancelled if the request goes first */
 
 static ngx_int_t
