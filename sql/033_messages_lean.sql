@@ -10,6 +10,10 @@
 -- skip it.  The lookups (session_id = $1 AND client_msg_id = $2) imply
 -- client_msg_id IS NOT NULL, so the planner still uses it.
 --
+-- Both new indexes are built under the table's lock (migrations run in a
+-- transaction, where CONCURRENTLY is refused): on a large messages table
+-- chats wait while they build, so apply it in a quiet hour.
+--
 -- Re-runnable: each step is skipped once done.
 
 ALTER TABLE messages DROP COLUMN IF EXISTS id;
