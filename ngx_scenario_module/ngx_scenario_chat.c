@@ -308,10 +308,15 @@ static const char  ngx_scenario_chat_pending_sql[] =
  * trimmed once it holds twice its bound (a reader takes the last ones);
  * a list this turn did not find is made only when it started the session
  * (ARGV[2]), else dropped: a later reader rebuilds it from Postgres.  The
- * lock goes.
+ * lock goes with the GETDEL that reads its holder, one command for GET and
+ * DEL; a lock the turn lost to a taker is put back, the script being
+ * atomic, with a whole lease (its own holder renews it).
  */
 static ngx_str_t  ngx_scenario_chat_unlock_script = ngx_string(
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "local h = redis.call('GETDEL', KEYS[1]) "
+    "if h ~= ARGV[1] then "
+    "if h then redis.call('SET', KEYS[1], h, 'PX', "
+    ngx_value(NGX_SCENARIO_CHAT_LEASE) ") end return 0 end "
     "if #ARGV > 4 then "
     "local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 5)) "
     "if n == #ARGV - 4 then "
@@ -319,7 +324,7 @@ static ngx_str_t  ngx_scenario_chat_unlock_script = ngx_string(
     "else redis.call('DEL', KEYS[2]) end "
     "elseif n > tonumber(ARGV[3]) then "
     "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1) end end "
-    "return redis.call('DEL', KEYS[1])");
+    "return 1");
 
 /* the context anew, from Postgres: the prompt, then the turns in order */
 static ngx_str_t  ngx_scenario_chat_rewrite_script = ngx_string(
