@@ -188,6 +188,7 @@ typedef struct {
     ngx_msec_t                   chat_idle_timeout;
     ngx_msec_t                   chat_send_timeout;
     ngx_uint_t                   chat_context;
+    ngx_flag_t                   chat_reply_durable;
 
     ngx_flag_t                   judge;
 } ngx_scenario_loc_conf_t;

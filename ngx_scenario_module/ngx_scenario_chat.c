@@ -284,12 +284,13 @@ static const char  ngx_scenario_chat_rebuild_sql[] =
 /*
  * The reply takes its seq only when it is stored (sql/015), so a failed
  * call leaves no hole; the store also says whether a message of the
- * trainee waits, and what a turn for it answers (sql/030).
+ * trainee waits, and what a turn for it answers (sql/030); $4 says whether
+ * its commit waits for the WAL flush (sql/035).
  */
 static const char  ngx_scenario_chat_reply_sql[] =
     "SELECT seq, to_char(created_at AT TIME ZONE 'UTC', "
     "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), content, duplicate, pending, "
-    "last_seq FROM chat_store_turn($1, $2, $3)";
+    "last_seq FROM chat_store_turn($1, $2, $3, $4)";
 
 /*
  * A message of the trainee still waits for its reply: with $2 = -1, the
@@ -1917,7 +1918,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
 
     u_char                buf[NGX_INT_T_LEN];
     ngx_msec_t            delay;
-    ngx_str_t             params[3];
+    ngx_str_t             params[4];
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
@@ -1968,8 +1969,10 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
+    params[3].data = (u_char *) (chat->slcf->chat_reply_durable ? "t" : "f");
+    params[3].len = 1;
 
-    if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reply_sql, 3, params,
+    if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reply_sql, 4, params,
                              ngx_scenario_turn_saved)
         != NGX_OK)
     {

@@ -370,6 +370,13 @@ static ngx_command_t  ngx_scenario_commands[] = {
       offsetof(ngx_scenario_loc_conf_t, chat_context),
       NULL },
 
+    { ngx_string("scenario_chat_reply_durable"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_scenario_loc_conf_t, chat_reply_durable),
+      NULL },
+
       ngx_null_command
 };
 
@@ -560,6 +567,7 @@ ngx_scenario_create_loc_conf(ngx_conf_t *cf)
     slcf->chat_idle_timeout = NGX_CONF_UNSET_MSEC;
     slcf->chat_send_timeout = NGX_CONF_UNSET_MSEC;
     slcf->chat_context = NGX_CONF_UNSET_UINT;
+    slcf->chat_reply_durable = NGX_CONF_UNSET;
     slcf->judge = NGX_CONF_UNSET;
 
     return slcf;
@@ -606,6 +614,8 @@ ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->chat_send_timeout,
                               prev->chat_send_timeout, 30000);
     ngx_conf_merge_uint_value(conf->chat_context, prev->chat_context, 20);
+    ngx_conf_merge_value(conf->chat_reply_durable, prev->chat_reply_durable,
+                         0);
 
     if (conf->chat_context == 0) {
         conf->chat_context = 1;
