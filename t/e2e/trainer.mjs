@@ -142,6 +142,11 @@ try {
   assert.match(code, /^[A-Za-z0-9_-]{43}$/, `the code is shown (${code})`);
   const link = await page.locator('#invite-link').inputValue();
   assert.equal(link, `${base}/#/invite/${code}`, 'with its link');
+  // the list is drawn again after the new invite's panel: wait for it
+  await page.waitForFunction((id) => {
+    const li = document.querySelector('#invites li.invite');
+    return li && li.dataset.id !== id;
+  }, firstId);
   const top = page.locator('#invites li.invite').first();
   assert.equal(await top.getAttribute('data-status'), 'open');
   assert.match(await top.textContent(), /Trainer invite.*Open/s, 'the new invite is listed, open, for a trainer');
