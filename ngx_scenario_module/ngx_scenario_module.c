@@ -615,7 +615,7 @@ ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->chat_send_timeout, 30000);
     ngx_conf_merge_uint_value(conf->chat_context, prev->chat_context, 20);
     ngx_conf_merge_value(conf->chat_reply_durable, prev->chat_reply_durable,
-                         0);
+                         1);
 
     if (conf->chat_context == 0) {
         conf->chat_context = 1;

@@ -12,8 +12,9 @@
 -- the common turn (the trainee waits for the reply); only when more came
 -- in meanwhile are the questions asked, as in 032.
 --
--- p_durable false (what the module sends unless scenario_chat_reply_durable
--- is on): the reply's transaction commits with synchronous_commit off, for
+-- p_durable false (what the module sends with scenario_chat_reply_durable
+-- off; on is the default): the reply's transaction commits with
+-- synchronous_commit off, for
 -- that transaction only (set_config(..., true), so a pooler in transaction
 -- mode is fine).  The reply is seen by every reader at once, as before;
 -- only its WAL flush comes later: with the next durable commit of anyone

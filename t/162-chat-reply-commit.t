@@ -1,11 +1,12 @@
-# The reply's commit (sql/035, scenario_chat_reply_durable): unless the
-# directive is on, chat_store_turn commits the reply with synchronous_commit
+# The reply's commit (sql/035, scenario_chat_reply_durable): with the
+# directive off, chat_store_turn commits the reply with synchronous_commit
 # off for its own transaction only; the trainee's message is stored as
-# before, durably before its ack.  (a) In Postgres: p_durable false turns
+# before, durably before its ack.  On, the default, the reply's commit
+# waits for the flush as it always did.  (a) In Postgres: p_durable false turns
 # synchronous_commit off inside the transaction and not after it; true and
 # the three-argument call leave it on.  (b) What nginx sends, from
 # Postgres's log (log_min_duration_statement = 0 logs each execute with its
-# parameters): $4 = 'f' by default, 't' with the directive on; the store of
+# parameters): $4 = 't' by default, 'f' with the directive off; the store of
 # the trainee's message has no such parameter.
 use strict;
 use warnings;
@@ -121,16 +122,16 @@ pg_exec('ALTER SYSTEM SET log_min_duration_statement = 0');
 pg_exec('SELECT pg_reload_conf()');
 sleep 0.5;
 
-subtest 'nginx, by default: the reply not durable at once' => sub {
+subtest 'nginx, by default: the reply durable before its end' => sub {
     my ($turn, $store) = two_turns(platform_conf());
-    is "@$turn", 'f f', 'both replies (the opening one too) sent with false';
+    is "@$turn", 't t', 'both replies (the opening one too) sent with true';
     is $store, 1, "the trainee's message stored as before";
 };
 
-subtest 'nginx, scenario_chat_reply_durable on' => sub {
+subtest 'nginx, scenario_chat_reply_durable off' => sub {
     my ($turn, $store) = two_turns(platform_conf(
-        http_config => "scenario_chat_reply_durable on;\n"));
-    is "@$turn", 't t', 'both replies sent with true';
+        http_config => "scenario_chat_reply_durable off;\n"));
+    is "@$turn", 'f f', 'both replies sent with false';
     is $store, 1, "the trainee's message stored as before";
 };
 
