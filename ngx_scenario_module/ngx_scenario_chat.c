@@ -465,7 +465,6 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     ngx_int_t             last_seq;
     ngx_str_t             v[4], last_role;
     ngx_uint_t            i;
-    ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
     ngx_scenario_ctx_t   *ctx;
 
@@ -488,14 +487,8 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     last_seq = ngx_pg_int(res, 0, 5);
     chat->scenario = ngx_atoi(v[0].data, v[0].len);
 
-    wscf.max_message = ngx_scenario_chat_lcf(chat)->chat_max_message;
-    wscf.max_output = ngx_scenario_chat_lcf(chat)->chat_max_output;
-    wscf.ping_interval = ngx_scenario_chat_lcf(chat)->chat_ping;
-    wscf.idle_timeout = ngx_scenario_chat_lcf(chat)->chat_idle_timeout;
-    wscf.close_timeout = 2000;
-    wscf.send_timeout = ngx_scenario_chat_lcf(chat)->chat_send_timeout;
-
-    chat->ws = ngx_http_ws_accept(r, &wscf, ngx_scenario_chat_message,
+    chat->ws = ngx_http_ws_accept(r, &ngx_scenario_chat_lcf(chat)->chat_ws,
+                                  ngx_scenario_chat_message,
                                   ngx_scenario_chat_closed, chat);
     if (chat->ws == NULL) {
         return NGX_ERROR;
