@@ -164,7 +164,7 @@ static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
 static void ngx_http_ws_compact_header(ngx_http_request_t *r);
 static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_ws_shrink_list(ngx_pool_t *pool,
-    ngx_list_t *list);
+    ngx_list_t *list, ngx_list_t *room);
 static void ngx_http_ws_rebase_array(ngx_array_t *a, u_char *from,
     u_char *to, u_char *copy);
 
@@ -944,9 +944,10 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
 /*
  * The request's header lists (20 entries each, 1,120 bytes) are kept for
  * the connection's life: with a 1k request pool they are large
- * allocations, so each is replaced by a copy of the entries it holds and
- * freed, and the pointers into it (headers_in.host, the cookies...) moved
- * to the copy.  Headers added later go to a new part of the list.
+ * allocations, so each is replaced by a copy of the entries it holds (the
+ * response's in its trailers' unused entries) and freed, and the pointers
+ * into it (headers_in.host, the cookies...) moved to the copy.  Headers
+ * added later go to a new part of the list.
  */
 
 static void
@@ -961,7 +962,7 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = in->headers.part.elts;
     to = from + in->headers.nalloc * in->headers.size;
 
-    elts = ngx_http_ws_shrink_list(r->pool, &in->headers);
+    elts = ngx_http_ws_shrink_list(r->pool, &in->headers, NULL);
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1012,7 +1013,9 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = out->headers.part.elts;
     to = from + out->headers.nalloc * out->headers.size;
 
-    elts = ngx_http_ws_shrink_list(r->pool, &out->headers);
+    /* the response's few fit in its trailers' entries, which stay unused */
+    elts = ngx_http_ws_shrink_list(r->pool, &out->headers,
+                                   &out->trailers);
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1039,11 +1042,14 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
  * Only a list of one part whose entries are a large allocation of the
  * pool: a small one cannot be given back.  The copy is a large allocation
  * too, of the entries' exact size, in the old entries' place in the pool's
- * list of them, so it takes nothing from the pool's blocks.
+ * list of them, so it takes nothing from the pool's blocks.  Or, if room
+ * is an empty list of one part with more entries than list holds (the
+ * response's trailers, in a block of the pool: nothing adds any after a
+ * 101), the copy takes its first entries and room keeps the others.
  */
 
 static ngx_table_elt_t *
-ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
+ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list, ngx_list_t *room)
 {
     void               *copy;
     ngx_list_part_t    *part;
@@ -1067,16 +1073,34 @@ ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
         return NULL;
     }
 
-    copy = ngx_alloc(part->nelts * list->size, pool->log);
-    if (copy == NULL) {
-        return NULL;
+    if (room != NULL
+        && room->part.next == NULL
+        && room->part.nelts == 0
+        && room->part.elts != NULL
+        && room->size == list->size
+        && room->nalloc > part->nelts)
+    {
+        copy = room->part.elts;
+        room->part.elts = (u_char *) copy + part->nelts * list->size;
+        room->nalloc -= part->nelts;
+
+        ngx_memcpy(copy, part->elts, part->nelts * list->size);
+
+        ngx_free(part->elts);
+        l->alloc = NULL;
+
+    } else {
+        copy = ngx_alloc(part->nelts * list->size, pool->log);
+        if (copy == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(copy, part->elts, part->nelts * list->size);
+
+        /* in the old entries' place in the pool's list: no entry more */
+        ngx_free(part->elts);
+        l->alloc = copy;
     }
-
-    ngx_memcpy(copy, part->elts, part->nelts * list->size);
-
-    /* in the old entries' place in the pool's list: no entry more */
-    ngx_free(part->elts);
-    l->alloc = copy;
 
     part->elts = copy;
     list->nalloc = part->nelts;

@@ -1,7 +1,9 @@
 # After the upgrade the request's two header lists are replaced by copies
 # of the entries they hold (ngx_http_ws_shrink_headers()): the client's
 # headers, its cookie and the 101's headers must still be read from the
-# copies when the access log writes the chat's line at close.
+# copies when the access log writes the chat's line at close.  The 101's
+# copy is in the response trailers' unused entries: the trailers, still a
+# list of their own, read as empty.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -14,6 +16,7 @@ my %conf = %{ platform_conf(http_config => <<"_EOC_") };
     log_format probe 'probe uri=\$uri ua=\$http_user_agent x=\$http_x_probe '
                      'cookie=\$cookie_shrunk host=\$host '
                      'upgrade=\$sent_http_upgrade '
+                     'trailer=\$sent_trailer_x_probe '
                      'accept=\$sent_http_sec_websocket_accept';
     access_log $root/logs/probe.log probe;
 _EOC_
@@ -59,6 +62,7 @@ like $line, qr{ x=still-here }, 'an unknown header read from the copy';
 like $line, qr{ cookie=kept }, 'the cookie read from the copy';
 like $line, qr{ host=localhost }, 'the host still right';
 like $line, qr{ upgrade=websocket }, "the 101's Upgrade read from its copy";
+like $line, qr{ trailer=- }, 'the trailers are still an empty list';
 like $line, qr{ accept=[A-Za-z0-9+/]{27}=$}, "the 101's Sec-WebSocket-Accept too";
 
 done_testing();
