@@ -182,6 +182,9 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     ngx_scenario_chat_admit_pt handler)
 {
     u_char                    *p, caps[2][NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+    u_char                     member[sizeof(ngx_scenario_lease_instance)
+                                      + 1 + NGX_INT_T_LEN];
+    size_t                     member_len;
     ngx_str_t                  keys[2], args[4];
     ngx_connection_t          *c;
     ngx_pool_cleanup_t        *cln;
@@ -206,18 +209,23 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    member_len = ngx_sprintf(member, "%*s.%ui",
+                             sizeof(ngx_scenario_lease_instance),
+                             ngx_scenario_lease_instance,
+                             ++ngx_scenario_lease_number)
+                 - member;
+
     /*
-     * The lease and its keys apart from r->pool's blocks, which the chat's
-     * socket keeps for its life; freed with the pool, after the cleanup
+     * The lease and its keys, of their exact size, apart from r->pool's
+     * blocks, which the chat's socket keeps for its life; freed with the
+     * pool, after the cleanup
      */
     lease = ngx_scenario_calloc_apart(r->pool,
                                       sizeof(ngx_scenario_lease_t)
                                       + sizeof("chats:u:") - 1
                                       + ctx->user_id_text.len
                                       + sizeof("chats:a:") - 1
-                                      + c->addr_text.len
-                                      + sizeof(ngx_scenario_lease_instance)
-                                      + 1 + NGX_INT_T_LEN);
+                                      + c->addr_text.len + member_len);
     if (lease == NULL) {
         return NGX_ERROR;
     }
@@ -236,10 +244,8 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     lease->addr_key.len = p - lease->addr_key.data;
 
     lease->member.data = p;
-    p = ngx_sprintf(p, "%*s.%ui", sizeof(ngx_scenario_lease_instance),
-                    ngx_scenario_lease_instance,
-                    ++ngx_scenario_lease_number);
-    lease->member.len = p - lease->member.data;
+    lease->member.len = member_len;
+    ngx_memcpy(p, member, member_len);
 
     lease->request = r;
     lease->handler = handler;
