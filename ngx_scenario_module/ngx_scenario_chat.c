@@ -91,10 +91,10 @@ struct ngx_scenario_chat_s {
     ngx_redis_sub_t             *sub;
     ngx_scenario_pub_t          *pub;           /* events not yet out */
 
-    ngx_str_t                    session_id;
     ngx_uint_t                   scenario;      /* its id: the prompt's */
     ngx_uint_t                   hint;          /* pins Redis commands */
-    ngx_str_t                    channel;       /* "chat:<id>" */
+    ngx_str_t                    channel;       /* "chat:<id>": the id's
+                                                   only copy */
     ngx_str_t                    origin;        /* "<instance>.<n>" */
 
     ngx_queue_t                  inbox;         /* client messages */
@@ -159,6 +159,7 @@ static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
 static ngx_int_t ngx_scenario_chat_open(ngx_http_request_t *r,
     PGresult *res);
 static ngx_scenario_chat_t *ngx_scenario_chat_create(ngx_http_request_t *r);
+static void ngx_scenario_chat_id(ngx_scenario_chat_t *chat, ngx_str_t *id);
 static void ngx_scenario_chat_key(ngx_scenario_chat_t *chat,
     ngx_str_t *key, u_char *buf, const char *fmt);
 static void ngx_scenario_chat_message(ngx_http_ws_t *ws, ngx_uint_t opcode,
@@ -478,7 +479,8 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     chat->request = r;
     ngx_queue_init(&chat->inbox);
 
-    chat->hint = ngx_atoi(chat->session_id.data, chat->session_id.len);
+    chat->hint = ngx_atoi(chat->channel.data + sizeof("chat:") - 1,
+                          chat->channel.len - (sizeof("chat:") - 1));
 
     for (i = 0; i < 4; i++) {
         v[i] = ngx_pg_value(res, 0, i + 1);
@@ -571,7 +573,7 @@ ngx_scenario_chat_create(ngx_http_request_t *r)
                              ++ngx_scenario_chat_number)
                  - origin;
 
-    len = 2 * id.len + sizeof("chat:") - 1 + origin_len;
+    len = id.len + sizeof("chat:") - 1 + origin_len;
 
     chat = ngx_scenario_calloc_apart(r->pool,
                                      sizeof(ngx_scenario_chat_t) + len);
@@ -582,10 +584,6 @@ ngx_scenario_chat_create(ngx_http_request_t *r)
     p = (u_char *) (chat + 1);
 
     /* the URI's copy: the upgrade gives the header buffer back */
-    chat->session_id.data = p;
-    chat->session_id.len = id.len;
-    p = ngx_cpymem(p, id.data, id.len);
-
     chat->channel.data = p;
     p = ngx_sprintf(p, "chat:%V", &id);
     chat->channel.len = p - chat->channel.data;
@@ -598,16 +596,28 @@ ngx_scenario_chat_create(ngx_http_request_t *r)
 }
 
 
+/* the session's id, as the URI had it */
+
+static void
+ngx_scenario_chat_id(ngx_scenario_chat_t *chat, ngx_str_t *id)
+{
+    id->data = chat->channel.data + sizeof("chat:") - 1;
+    id->len = chat->channel.len - (sizeof("chat:") - 1);
+}
+
+
 /* fmt: the key's, of the session's id; argv is copied as it is queued */
 
 static void
 ngx_scenario_chat_key(ngx_scenario_chat_t *chat, ngx_str_t *key, u_char *buf,
     const char *fmt)
 {
+    ngx_str_t  id;
+
+    ngx_scenario_chat_id(chat, &id);
+
     key->data = buf;
-    key->len = ngx_snprintf(buf, NGX_SCENARIO_CHAT_KEY_LEN, fmt,
-                            &chat->session_id)
-               - buf;
+    key->len = ngx_snprintf(buf, NGX_SCENARIO_CHAT_KEY_LEN, fmt, &id) - buf;
 }
 
 
@@ -744,7 +754,7 @@ ngx_scenario_chat_user_message(ngx_scenario_chat_t *chat)
         return;
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_add_sql, 3, params,
                              ngx_scenario_chat_stored)
@@ -845,7 +855,7 @@ ngx_scenario_chat_replay_page(ngx_scenario_chat_t *chat)
     u_char     buf[NGX_INT64_LEN], page[NGX_INT_T_LEN];
     ngx_str_t  params[3];
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%L", chat->replayed) - buf;
     params[2].data = page;
@@ -1548,7 +1558,7 @@ ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
         }
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%ui",
                                 ngx_scenario_chat_lcf(chat)->chat_context)
@@ -1989,7 +1999,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
     ngx_memcpy(turn->content.data, content->data, content->len);
     turn->content.len = content->len;
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
@@ -2162,7 +2172,7 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
                                      keys, n, args);
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i",
                                 replied == 2 ? -1 : turn->answers)
