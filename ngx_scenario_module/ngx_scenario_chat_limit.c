@@ -32,7 +32,6 @@
 
 typedef struct {
     ngx_queue_t                  queue;     /* the worker's live leases */
-    ngx_http_request_t          *request;
     ngx_scenario_chat_admit_pt   handler;
     ngx_redis_op_t              *op;        /* the admission in flight */
     ngx_str_t                    user_key;  /* "chats:u:<id>" */
@@ -247,7 +246,6 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     lease->member.len = member_len;
     ngx_memcpy(p, member, member_len);
 
-    lease->request = r;
     lease->handler = handler;
 
     /*
@@ -274,7 +272,7 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     /* pinned: a close's ZREM always comes after its admission */
     lease->op = ngx_redis_eval_pinned(smcf->redis_pool,
                                       NGX_SCENARIO_LEASE_HINT,
-                                      ngx_scenario_lease_admitted, lease,
+                                      ngx_scenario_lease_admitted, r,
                                       &ngx_scenario_admit_script, 2, keys,
                                       4, args);
     if (lease->op == NULL) {
@@ -288,18 +286,26 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
 }
 
 
+/*
+ * data: the request, whose ctx holds the lease until the reply (a lease
+ * dropped before cancels the command: no reply comes)
+ */
+
 static void
 ngx_scenario_lease_admitted(void *data, redisReply *reply, ngx_int_t rc)
 {
-    ngx_scenario_lease_t  *lease = data;
+    ngx_http_request_t  *r = data;
 
     time_t                     retry;
     ngx_connection_t          *c;
-    ngx_http_request_t        *r;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_lease_t      *lease;
     ngx_scenario_main_conf_t  *smcf;
 
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+    lease = ctx->lease;
+
     lease->op = NULL;
-    r = lease->request;
     c = r->connection;
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 
