@@ -161,10 +161,13 @@ static ngx_int_t ngx_http_ws_scratch_done(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_ws_in_pool(ngx_pool_t *pool, void *p);
 static void ngx_http_ws_scratch_cleanup(void *data);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
-static void ngx_http_ws_compact_header(ngx_http_request_t *r);
-static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
+static u_char *ngx_http_ws_compact_header(ngx_http_request_t *r,
+    size_t extra);
+static void ngx_http_ws_shrink_headers(ngx_http_request_t *r, u_char *room);
+static ngx_pool_large_t *ngx_http_ws_list_large(ngx_pool_t *pool,
+    ngx_list_t *list);
 static ngx_table_elt_t *ngx_http_ws_shrink_list(ngx_pool_t *pool,
-    ngx_list_t *list, ngx_list_t *room);
+    ngx_list_t *list, void *dst);
 static void ngx_http_ws_rebase_array(ngx_array_t *a, u_char *from,
     u_char *to, u_char *copy);
 
@@ -420,6 +423,8 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
 static void
 ngx_http_ws_start(ngx_http_ws_t *ws)
 {
+    u_char              *room;
+    size_t               extra;
     ngx_event_t         *rev;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
@@ -435,8 +440,17 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
     }
 
     ngx_http_ws_free_header_buffers(r);
-    ngx_http_ws_compact_header(r);
-    ngx_http_ws_shrink_headers(r);
+
+    /* the request's header entries go behind its bytes' copy */
+    extra = 0;
+
+    if (ngx_http_ws_list_large(r->pool, &r->headers_in.headers) != NULL) {
+        extra = r->headers_in.headers.part.nelts
+                * r->headers_in.headers.size;
+    }
+
+    room = ngx_http_ws_compact_header(r, extra);
+    ngx_http_ws_shrink_headers(r, room);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "websocket accepted");
 
@@ -827,7 +841,9 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
  * place in the connection's pool (freed with it, after the request).
  * Nothing of it is in the request's pool: what a client sends varies, and
  * the blocks of that pool are kept for the connection's life.  Only when
- * the whole request is in that buffer (no large header buffers).
+ * the whole request is in that buffer (no large header buffers).  Returns
+ * extra bytes of room behind the copy (one malloc less for the header
+ * entries' copy), or NULL.
  */
 
 #define ngx_http_ws_rebase(p)                                                 \
@@ -835,10 +851,11 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
         (p) = (void *) (copy + ((u_char *) (p) - from));                      \
     }
 
-static void
-ngx_http_ws_compact_header(ngx_http_request_t *r)
+static u_char *
+ngx_http_ws_compact_header(ngx_http_request_t *r, size_t extra)
 {
     u_char                 *from, *to, *copy, *start;
+    size_t                  size;
     ngx_buf_t              *b;
     ngx_uint_t              i;
     ngx_list_part_t        *part;
@@ -855,7 +872,7 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
         || r->request_start == NULL
         || r->request_start < b->start || r->request_start > b->last)
     {
-        return;
+        return NULL;
     }
 
     start = b->start;
@@ -869,12 +886,14 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
     }
 
     if (l == NULL) {
-        return;
+        return NULL;
     }
 
-    copy = ngx_alloc(to - from + 1, c->log);
+    size = ngx_align(to - from + 1, NGX_ALIGNMENT);
+
+    copy = ngx_alloc(size + extra, c->log);
     if (copy == NULL) {
-        return;
+        return NULL;
     }
 
     ngx_memcpy(copy, from, to - from);
@@ -938,6 +957,8 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
 
     ngx_free(start);
     l->alloc = copy;
+
+    return extra ? copy + size : NULL;
 }
 
 
@@ -945,15 +966,17 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
  * The request's header lists (20 entries each, 1,120 bytes) are kept for
  * the connection's life: with a 1k request pool they are large
  * allocations, so each is replaced by a copy of the entries it holds (the
+ * request's behind its bytes' copy, in room the caller gives; the
  * response's in its trailers' unused entries) and freed, and the pointers
  * into it (headers_in.host, the cookies...) moved to the copy.  Headers
  * added later go to a new part of the list.
  */
 
 static void
-ngx_http_ws_shrink_headers(ngx_http_request_t *r)
+ngx_http_ws_shrink_headers(ngx_http_request_t *r, u_char *room)
 {
     u_char                  *from, *to, *copy;
+    ngx_list_t              *tr;
     ngx_table_elt_t         *elts;
     ngx_http_headers_in_t   *in;
     ngx_http_headers_out_t  *out;
@@ -962,7 +985,7 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = in->headers.part.elts;
     to = from + in->headers.nalloc * in->headers.size;
 
-    elts = ngx_http_ws_shrink_list(r->pool, &in->headers, NULL);
+    elts = ngx_http_ws_shrink_list(r->pool, &in->headers, room);
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1013,9 +1036,26 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = out->headers.part.elts;
     to = from + out->headers.nalloc * out->headers.size;
 
-    /* the response's few fit in its trailers' entries, which stay unused */
-    elts = ngx_http_ws_shrink_list(r->pool, &out->headers,
-                                   &out->trailers);
+    /*
+     * The response's few go to its trailers' entries, in a block of the
+     * pool, which nothing uses after a 101: the trailers keep the rest
+     */
+    tr = &out->trailers;
+    room = NULL;
+
+    if (tr->part.next == NULL && tr->part.nelts == 0 && tr->part.elts
+        && tr->size == out->headers.size
+        && tr->nalloc > out->headers.part.nelts)
+    {
+        room = tr->part.elts;
+    }
+
+    elts = ngx_http_ws_shrink_list(r->pool, &out->headers, room);
+
+    if (elts != NULL && (u_char *) elts == room) {
+        tr->part.elts = room + out->headers.part.nelts * tr->size;
+        tr->nalloc -= out->headers.part.nelts;
+    }
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1040,20 +1080,14 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
 
 /*
  * Only a list of one part whose entries are a large allocation of the
- * pool: a small one cannot be given back.  The copy is a large allocation
- * too, of the entries' exact size, in the old entries' place in the pool's
- * list of them, so it takes nothing from the pool's blocks.  Or, if room
- * is an empty list of one part with more entries than list holds (the
- * response's trailers, in a block of the pool: nothing adds any after a
- * 101), the copy takes its first entries and room keeps the others.
+ * pool: a small one cannot be given back.
  */
 
-static ngx_table_elt_t *
-ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list, ngx_list_t *room)
+static ngx_pool_large_t *
+ngx_http_ws_list_large(ngx_pool_t *pool, ngx_list_t *list)
 {
-    void               *copy;
-    ngx_list_part_t    *part;
-    ngx_pool_large_t   *l;
+    ngx_list_part_t   *part;
+    ngx_pool_large_t  *l;
 
     part = &list->part;
 
@@ -1065,25 +1099,37 @@ ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list, ngx_list_t *room)
 
     for (l = pool->large; l; l = l->next) {
         if (l->alloc == part->elts) {
-            break;
+            return l;
         }
     }
 
+    return NULL;
+}
+
+
+/*
+ * The copy goes to dst, room for the entries the list holds that lives at
+ * least as long as the pool; or it is a large allocation of their exact
+ * size, in the old entries' place in the pool's list of them, so it takes
+ * nothing from the pool's blocks.
+ */
+
+static ngx_table_elt_t *
+ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list, void *dst)
+{
+    void               *copy;
+    ngx_list_part_t    *part;
+    ngx_pool_large_t   *l;
+
+    l = ngx_http_ws_list_large(pool, list);
     if (l == NULL) {
         return NULL;
     }
 
-    if (room != NULL
-        && room->part.next == NULL
-        && room->part.nelts == 0
-        && room->part.elts != NULL
-        && room->size == list->size
-        && room->nalloc > part->nelts)
-    {
-        copy = room->part.elts;
-        room->part.elts = (u_char *) copy + part->nelts * list->size;
-        room->nalloc -= part->nelts;
+    part = &list->part;
 
+    if (dst != NULL) {
+        copy = dst;
         ngx_memcpy(copy, part->elts, part->nelts * list->size);
 
         ngx_free(part->elts);
