@@ -65,4 +65,35 @@ like $line, qr{ upgrade=websocket }, "the 101's Upgrade read from its copy";
 like $line, qr{ trailer=- }, 'the trailers are still an empty list';
 like $line, qr{ accept=[A-Za-z0-9+/]{27}=$}, "the 101's Sec-WebSocket-Accept too";
 
+# headers over the 1k header buffer: nginx reads them into a large header
+# buffer, which is not copied, and the header entries are copied apart
+my $big = 'big-' . ('y' x 1500);
+my $sid2 = make_session($uid);
+start_nginx(\%conf);
+$ws = ws_connect("/sessions/$sid2/chat",
+                 { Authorization => "Bearer $token",
+                   'User-Agent' => 'shrink-probe/2.0', 'X-Probe' => $big },
+                 { timeout => 10 });
+ok $ws->handshake_ok, 'a large request answered 101';
+$ready = 0;
+while (my $f = $ws->recv_frame(10)) {
+    next unless $f->{opcode} == 1;
+    if (json_decode($f->{payload})->{type} eq 'ready') { $ready = 1; last }
+}
+ok $ready, 'ready came';
+$ws->disconnect;
+$line = undef;
+for (1 .. 50) {
+    open my $fh, '<', "$root/logs/probe.log" or die "probe.log: $!";
+    ($line) = grep { m{uri=/sessions/$sid2/chat } } <$fh>;
+    close $fh;
+    last if $line;
+    select undef, undef, undef, 0.1;
+}
+stop_nginx();
+ok $line, 'the large request has its access log line';
+like $line, qr{ ua=shrink-probe/2\.0 }, 'its User-Agent read';
+like $line, qr{ x=\Q$big\E }, 'its large header read';
+like $line, qr{ upgrade=websocket }, "and the 101's Upgrade";
+
 done_testing();
