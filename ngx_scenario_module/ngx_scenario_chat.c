@@ -53,6 +53,11 @@
     ((ngx_scenario_loc_conf_t *)                                              \
      ngx_http_get_module_loc_conf((chat)->request, ngx_scenario_module))
 
+/* the session's id as a number, which pins its Redis commands */
+#define ngx_scenario_chat_hint(chat)                                          \
+    ((ngx_uint_t) ngx_atoi((chat)->channel.data + sizeof("chat:") - 1,        \
+                           (chat)->channel.len - (sizeof("chat:") - 1)))
+
 
 /* how an event goes to the session's other connections */
 #define NGX_SCENARIO_CHAT_NOW        1      /* published at once */
@@ -92,7 +97,6 @@ struct ngx_scenario_chat_s {
     ngx_scenario_pub_t          *pub;           /* events not yet out */
 
     ngx_uint_t                   scenario;      /* its id: the prompt's */
-    ngx_uint_t                   hint;          /* pins Redis commands */
     ngx_str_t                    channel;       /* "chat:<id>": the id's
                                                    only copy */
     ngx_str_t                    origin;        /* "<instance>.<n>" */
@@ -479,8 +483,6 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     chat->request = r;
     ngx_queue_init(&chat->inbox);
 
-    chat->hint = ngx_atoi(chat->channel.data + sizeof("chat:") - 1,
-                          chat->channel.len - (sizeof("chat:") - 1));
 
     for (i = 0; i < 4; i++) {
         v[i] = ngx_pg_value(res, 0, i + 1);
@@ -513,7 +515,7 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     /* made when sent and freed: a connection keeps nothing of it */
     ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
                       "type", "ready",
-                      "session_id", (json_int_t) chat->hint,
+                      "session_id", (json_int_t) ngx_scenario_chat_hint(chat),
                       "scenario",
                       "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
                       "title", (char *) v[1].data, v[1].len,
@@ -1501,7 +1503,7 @@ ngx_scenario_turn_renew(ngx_event_t *ev)
 
     /* no answer needed: a lost lock shows at the next renewal or store */
     (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                 chat->hint, NULL, NULL,
+                                 ngx_scenario_chat_hint(chat), NULL, NULL,
                                  &ngx_scenario_chat_renew_script, 1, &key, 2,
                                  args);
 
@@ -2167,7 +2169,7 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
         }
 
         (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                     chat->hint, NULL, NULL,
+                                     ngx_scenario_chat_hint(chat), NULL, NULL,
                                      &ngx_scenario_chat_unlock_script, 2,
                                      keys, n, args);
     }
@@ -2361,8 +2363,9 @@ ngx_scenario_chat_redis(ngx_scenario_chat_t *chat,
 
     /* pinned: the session's commands keep their order */
     if (ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                 chat->hint, ngx_scenario_chat_redis_done,
-                                 op, argc, argv, argvlen)
+                                 ngx_scenario_chat_hint(chat),
+                                 ngx_scenario_chat_redis_done, op, argc,
+                                 argv, argvlen)
         == NULL)
     {
         ngx_free(op);
@@ -2560,8 +2563,8 @@ ngx_scenario_chat_publish(ngx_scenario_chat_t *chat, u_char *data,
         argvlen[2] = len;
 
         (void) ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                        chat->hint, NULL, NULL, 3, argv,
-                                        argvlen);
+                                        ngx_scenario_chat_hint(chat), NULL,
+                                        NULL, 3, argv, argvlen);
         return;
     }
 
@@ -2644,8 +2647,8 @@ ngx_scenario_chat_flush(ngx_scenario_chat_t *chat)
         argvlen[2] = pub->len;
 
         (void) ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                        chat->hint, NULL, NULL, 3, argv,
-                                        argvlen);
+                                        ngx_scenario_chat_hint(chat), NULL,
+                                        NULL, 3, argv, argvlen);
     }
 
     ngx_free(pub->data);
@@ -2961,7 +2964,7 @@ ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
     }
 
     (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
-                                 chat->hint, NULL, NULL,
+                                 ngx_scenario_chat_hint(chat), NULL, NULL,
                                  &ngx_scenario_chat_rewrite_script, 2, keys,
                                  n + 1, args);
 }
