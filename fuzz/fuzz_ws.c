@@ -58,6 +58,17 @@ ngx_fuzz_send_chain(ngx_connection_t *c, ngx_chain_t *in, off_t limit)
 }
 
 
+/* the location's, by pointer (ngx_http_ws_accept() keeps it) */
+static ngx_http_ws_conf_t  ngx_fuzz_ws_conf = {
+    4096,                             /* max_message */
+    65536,                            /* max_output */
+    0,                                /* ping_interval */
+    0,                                /* idle_timeout */
+    1000,                             /* close_timeout */
+    0                                 /* send_timeout */
+};
+
+
 static void
 ngx_fuzz_run(u_char *data, size_t size, size_t step, ngx_fuzz_log_t *log)
 {
@@ -101,20 +112,15 @@ ngx_fuzz_run(u_char *data, size_t size, size_t step, ngx_fuzz_log_t *log)
 
     ws = ngx_pcalloc(pool, sizeof(ngx_http_ws_t));
     ws->request = &r;
-    ws->connection = &c;
-    ws->conf.max_message = 4096;
-    ws->conf.max_output = 65536;
-    ws->conf.close_timeout = 1000;
+    ws->conf = &ngx_fuzz_ws_conf;
     ws->on_message = ngx_fuzz_on_message;
     ws->on_closed = ngx_fuzz_on_closed;
     ws->last_out = &ws->out;
     ws->state = NGX_HTTP_WS_OPEN;
     ws->parse = sw_head;
     ws->depth = 1;                    /* as inside ngx_http_ws_enter() */
-    ws->busy.data = ws;
-    ws->busy.log = &nlog;
-    ws->keep.data = ws;
-    ws->keep.log = &nlog;
+    ws->event.data = ws;
+    ws->event.log = &nlog;
 
     for (off = 0; off < size; off += n) {
         n = step ? ngx_min(step, size - off) : size - off;

@@ -85,21 +85,25 @@ typedef struct {
 } ngx_http_ws_utf8_t;
 
 
+/*
+ * An idle connection keeps this for its life: one event does the timers
+ * (ping and idle, the send and close deadlines) and the posted turns.
+ */
+
 struct ngx_http_ws_s {
-    ngx_http_request_t         *request;
-    ngx_connection_t           *connection;
+    ngx_http_request_t         *request;     /* its connection's too */
     ngx_event_handler_pt        read_handler;    /* nginx's, while idle */
 
-    ngx_http_ws_conf_t          conf;
+    ngx_http_ws_conf_t         *conf;
     ngx_http_ws_message_pt      on_message;
     ngx_http_ws_closed_pt       on_closed;
     ngx_http_ws_drained_pt      on_drained;
     void                       *data;
 
-    ngx_event_t                 keep;        /* ping and idle: cancelable */
-    ngx_event_t                 busy;        /* send or close deadline */
+    ngx_event_t                 event;
     ngx_msec_t                  last_recv;
     ngx_msec_t                  last_ping;
+    ngx_msec_t                  send_by;     /* the send deadline, if due */
 
     ngx_chain_t                *out;
     ngx_chain_t               **last_out;
@@ -111,9 +115,6 @@ struct ngx_http_ws_s {
     size_t                      message_len;
     size_t                      message_size;
 
-    ngx_uint_t                  code;        /* for on_closed */
-    ngx_uint_t                  depth;
-
     ngx_http_ws_utf8_t          utf8;
     u_char                      mask[4];
     u_char                      mask_pos;
@@ -122,6 +123,8 @@ struct ngx_http_ws_s {
     u_char                      opcode;      /* of the frame */
     u_char                      message_opcode;  /* 0: none under way */
     u_char                      control_len;
+    u_char                      depth;       /* handlers nested */
+    uint16_t                    code;        /* for on_closed */
     u_char                     *control;     /* a control frame's payload,
                                                 while it is received */
 
@@ -139,6 +142,7 @@ struct ngx_http_ws_s {
     unsigned                    blocked:1;       /* r->main->blocked held */
     unsigned                    hung_up:1;
     unsigned                    deferred:1;      /* frames wait for c->write */
+    unsigned                    send_due:1;      /* ws->send_by is set */
 };
 
 
@@ -157,10 +161,13 @@ static ngx_int_t ngx_http_ws_scratch_done(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_ws_in_pool(ngx_pool_t *pool, void *p);
 static void ngx_http_ws_scratch_cleanup(void *data);
 static void ngx_http_ws_free_header_buffers(ngx_http_request_t *r);
-static void ngx_http_ws_compact_header(ngx_http_request_t *r);
-static void ngx_http_ws_shrink_headers(ngx_http_request_t *r);
-static ngx_table_elt_t *ngx_http_ws_shrink_list(ngx_pool_t *pool,
+static u_char *ngx_http_ws_compact_header(ngx_http_request_t *r,
+    size_t extra);
+static void ngx_http_ws_shrink_headers(ngx_http_request_t *r, u_char *room);
+static ngx_pool_large_t *ngx_http_ws_list_large(ngx_pool_t *pool,
     ngx_list_t *list);
+static ngx_table_elt_t *ngx_http_ws_shrink_list(ngx_pool_t *pool,
+    ngx_list_t *list, void *dst);
 static void ngx_http_ws_rebase_array(ngx_array_t *a, u_char *from,
     u_char *to, u_char *copy);
 
@@ -168,8 +175,7 @@ static ngx_http_ws_t *ngx_http_ws_get(ngx_http_request_t *r);
 static void ngx_http_ws_read_handler(ngx_http_request_t *r);
 static void ngx_http_ws_write_handler(ngx_http_request_t *r);
 static void ngx_http_ws_idle_handler(ngx_event_t *rev);
-static void ngx_http_ws_busy_handler(ngx_event_t *ev);
-static void ngx_http_ws_keep_handler(ngx_event_t *ev);
+static void ngx_http_ws_event_handler(ngx_event_t *ev);
 static void ngx_http_ws_keep(ngx_http_ws_t *ws);
 static void ngx_http_ws_keep_timer(ngx_http_ws_t *ws);
 
@@ -398,20 +404,15 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
     cln->data = ws;
 
     ws->request = r;
-    ws->connection = c;
-    ws->conf = *conf;
+    ws->conf = conf;
     ws->last_out = &ws->out;
     ws->last_recv = ngx_current_msec;
     ws->last_ping = ngx_current_msec;
 
-    ws->keep.handler = ngx_http_ws_keep_handler;
-    ws->keep.data = ws;
-    ws->keep.log = c->log;
-    ws->keep.cancelable = 1;
-
-    ws->busy.handler = ngx_http_ws_busy_handler;
-    ws->busy.data = ws;
-    ws->busy.log = c->log;
+    ws->event.handler = ngx_http_ws_event_handler;
+    ws->event.data = ws;
+    ws->event.log = c->log;
+    ws->event.cancelable = 1;
 
     return ws;
 }
@@ -422,12 +423,14 @@ ngx_http_ws_create(ngx_http_request_t *r, ngx_http_ws_conf_t *conf)
 static void
 ngx_http_ws_start(ngx_http_ws_t *ws)
 {
+    u_char              *room;
+    size_t               extra;
     ngx_event_t         *rev;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ws->request;
-    c = ws->connection;
+    c = ws->request->connection;
     rev = c->read;
 
     c->log->action = "processing websocket";
@@ -437,8 +440,17 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
     }
 
     ngx_http_ws_free_header_buffers(r);
-    ngx_http_ws_compact_header(r);
-    ngx_http_ws_shrink_headers(r);
+
+    /* the request's header entries go behind its bytes' copy */
+    extra = 0;
+
+    if (ngx_http_ws_list_large(r->pool, &r->headers_in.headers) != NULL) {
+        extra = r->headers_in.headers.part.nelts
+                * r->headers_in.headers.size;
+    }
+
+    room = ngx_http_ws_compact_header(r, extra);
+    ngx_http_ws_shrink_headers(r, room);
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "websocket accepted");
 
@@ -446,7 +458,7 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
 
     /*
      * Frames may have come right behind the handshake, in r->header_in or
-     * in the socket; the posted busy event then marks the connection idle
+     * in the socket; the posted ws->event then marks the connection idle
      * (or closes it if the worker is shutting down), out of the owner's
      * content handler.
      */
@@ -464,7 +476,7 @@ ngx_http_ws_start(ngx_http_ws_t *ws)
         return;
     }
 
-    ngx_post_event(&ws->busy, &ngx_posted_events);
+    ngx_post_event(&ws->event, &ngx_posted_events);
 }
 
 
@@ -829,7 +841,9 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
  * place in the connection's pool (freed with it, after the request).
  * Nothing of it is in the request's pool: what a client sends varies, and
  * the blocks of that pool are kept for the connection's life.  Only when
- * the whole request is in that buffer (no large header buffers).
+ * the whole request is in that buffer (no large header buffers).  Returns
+ * extra bytes of room behind the copy (one malloc less for the header
+ * entries' copy), or NULL.
  */
 
 #define ngx_http_ws_rebase(p)                                                 \
@@ -837,10 +851,11 @@ ngx_http_ws_free_header_buffers(ngx_http_request_t *r)
         (p) = (void *) (copy + ((u_char *) (p) - from));                      \
     }
 
-static void
-ngx_http_ws_compact_header(ngx_http_request_t *r)
+static u_char *
+ngx_http_ws_compact_header(ngx_http_request_t *r, size_t extra)
 {
     u_char                 *from, *to, *copy, *start;
+    size_t                  size;
     ngx_buf_t              *b;
     ngx_uint_t              i;
     ngx_list_part_t        *part;
@@ -857,7 +872,7 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
         || r->request_start == NULL
         || r->request_start < b->start || r->request_start > b->last)
     {
-        return;
+        return NULL;
     }
 
     start = b->start;
@@ -871,12 +886,14 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
     }
 
     if (l == NULL) {
-        return;
+        return NULL;
     }
 
-    copy = ngx_alloc(to - from + 1, c->log);
+    size = ngx_align(to - from + 1, NGX_ALIGNMENT);
+
+    copy = ngx_alloc(size + extra, c->log);
     if (copy == NULL) {
-        return;
+        return NULL;
     }
 
     ngx_memcpy(copy, from, to - from);
@@ -940,21 +957,26 @@ ngx_http_ws_compact_header(ngx_http_request_t *r)
 
     ngx_free(start);
     l->alloc = copy;
+
+    return extra ? copy + size : NULL;
 }
 
 
 /*
  * The request's header lists (20 entries each, 1,120 bytes) are kept for
  * the connection's life: with a 1k request pool they are large
- * allocations, so each is replaced by a copy of the entries it holds and
- * freed, and the pointers into it (headers_in.host, the cookies...) moved
- * to the copy.  Headers added later go to a new part of the list.
+ * allocations, so each is replaced by a copy of the entries it holds (the
+ * request's behind its bytes' copy, in room the caller gives; the
+ * response's in its trailers' unused entries) and freed, and the pointers
+ * into it (headers_in.host, the cookies...) moved to the copy.  Headers
+ * added later go to a new part of the list.
  */
 
 static void
-ngx_http_ws_shrink_headers(ngx_http_request_t *r)
+ngx_http_ws_shrink_headers(ngx_http_request_t *r, u_char *room)
 {
     u_char                  *from, *to, *copy;
+    ngx_list_t              *tr;
     ngx_table_elt_t         *elts;
     ngx_http_headers_in_t   *in;
     ngx_http_headers_out_t  *out;
@@ -963,7 +985,7 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = in->headers.part.elts;
     to = from + in->headers.nalloc * in->headers.size;
 
-    elts = ngx_http_ws_shrink_list(r->pool, &in->headers);
+    elts = ngx_http_ws_shrink_list(r->pool, &in->headers, room);
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1014,7 +1036,26 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
     from = out->headers.part.elts;
     to = from + out->headers.nalloc * out->headers.size;
 
-    elts = ngx_http_ws_shrink_list(r->pool, &out->headers);
+    /*
+     * The response's few go to its trailers' entries, in a block of the
+     * pool, which nothing uses after a 101: the trailers keep the rest
+     */
+    tr = &out->trailers;
+    room = NULL;
+
+    if (tr->part.next == NULL && tr->part.nelts == 0 && tr->part.elts
+        && tr->size == out->headers.size
+        && tr->nalloc > out->headers.part.nelts)
+    {
+        room = tr->part.elts;
+    }
+
+    elts = ngx_http_ws_shrink_list(r->pool, &out->headers, room);
+
+    if (elts != NULL && (u_char *) elts == room) {
+        tr->part.elts = room + out->headers.part.nelts * tr->size;
+        tr->nalloc -= out->headers.part.nelts;
+    }
 
     if (elts != NULL) {
         copy = (u_char *) elts;
@@ -1039,17 +1080,14 @@ ngx_http_ws_shrink_headers(ngx_http_request_t *r)
 
 /*
  * Only a list of one part whose entries are a large allocation of the
- * pool: a small one cannot be given back.  The copy is a large allocation
- * too, of the entries' exact size, in the old entries' place in the pool's
- * list of them, so it takes nothing from the pool's blocks.
+ * pool: a small one cannot be given back.
  */
 
-static ngx_table_elt_t *
-ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
+static ngx_pool_large_t *
+ngx_http_ws_list_large(ngx_pool_t *pool, ngx_list_t *list)
 {
-    void               *copy;
-    ngx_list_part_t    *part;
-    ngx_pool_large_t   *l;
+    ngx_list_part_t   *part;
+    ngx_pool_large_t  *l;
 
     part = &list->part;
 
@@ -1061,24 +1099,54 @@ ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list)
 
     for (l = pool->large; l; l = l->next) {
         if (l->alloc == part->elts) {
-            break;
+            return l;
         }
     }
 
+    return NULL;
+}
+
+
+/*
+ * The copy goes to dst, room for the entries the list holds that lives at
+ * least as long as the pool; or it is a large allocation of their exact
+ * size, in the old entries' place in the pool's list of them, so it takes
+ * nothing from the pool's blocks.
+ */
+
+static ngx_table_elt_t *
+ngx_http_ws_shrink_list(ngx_pool_t *pool, ngx_list_t *list, void *dst)
+{
+    void               *copy;
+    ngx_list_part_t    *part;
+    ngx_pool_large_t   *l;
+
+    l = ngx_http_ws_list_large(pool, list);
     if (l == NULL) {
         return NULL;
     }
 
-    copy = ngx_alloc(part->nelts * list->size, pool->log);
-    if (copy == NULL) {
-        return NULL;
+    part = &list->part;
+
+    if (dst != NULL) {
+        copy = dst;
+        ngx_memcpy(copy, part->elts, part->nelts * list->size);
+
+        ngx_free(part->elts);
+        l->alloc = NULL;
+
+    } else {
+        copy = ngx_alloc(part->nelts * list->size, pool->log);
+        if (copy == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(copy, part->elts, part->nelts * list->size);
+
+        /* in the old entries' place in the pool's list: no entry more */
+        ngx_free(part->elts);
+        l->alloc = copy;
     }
-
-    ngx_memcpy(copy, part->elts, part->nelts * list->size);
-
-    /* in the old entries' place in the pool's list: no entry more */
-    ngx_free(part->elts);
-    l->alloc = copy;
 
     part->elts = copy;
     list->nalloc = part->nelts;
@@ -1149,10 +1217,10 @@ ngx_http_ws_write_handler(ngx_http_request_t *r)
         return;
     }
 
-    c = ws->connection;
+    c = ws->request->connection;
 
     /*
-     * the send deadline is ws->busy's; a write timer here was left by
+     * the send deadline is ws->event's; a write timer here was left by
      * another module's code on this connection (an upstream's send_timeout)
      */
     c->write->timedout = 0;
@@ -1241,23 +1309,27 @@ ngx_http_ws_idle_handler(ngx_event_t *rev)
         ws->going_away = 1;
 
         /* c->data may be a subrequest, which would not pass the event on */
-        ngx_post_event(&ws->busy, &ngx_posted_events);
+        ngx_post_event(&ws->event, &ngx_posted_events);
     }
 
     ws->read_handler(rev);
 }
 
 
-/* Send and close deadlines; also posted to run ngx_http_ws_leave(). */
+/*
+ * The timer: the send deadline, ping and idle (ngx_http_ws_keep() works
+ * out which is due) while open, the close deadline while closing.  Also
+ * posted to run ngx_http_ws_leave().
+ */
 
 static void
-ngx_http_ws_busy_handler(ngx_event_t *ev)
+ngx_http_ws_event_handler(ngx_event_t *ev)
 {
     ngx_http_ws_t     *ws;
     ngx_connection_t  *c;
 
     ws = ev->data;
-    c = ws->connection;
+    c = ws->request->connection;
 
     ngx_http_set_log_request(c->log, ws->request);
 
@@ -1266,11 +1338,17 @@ ngx_http_ws_busy_handler(ngx_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (ws->state == NGX_HTTP_WS_OPEN) {
+        if (ws->state == NGX_HTTP_WS_OPEN
+            && ws->send_due
+            && (ngx_msec_int_t) (ngx_current_msec - ws->send_by) >= 0)
+        {
             ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                           "client timed out reading websocket frames");
             c->timedout = 1;
             ngx_http_ws_drop(ws, NGX_HTTP_WS_ABNORMAL);
+
+        } else if (ws->state == NGX_HTTP_WS_OPEN) {
+            ngx_http_ws_keep(ws);
 
         } else if (ws->state == NGX_HTTP_WS_CLOSING) {
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
@@ -1286,39 +1364,16 @@ ngx_http_ws_busy_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_ws_keep_handler(ngx_event_t *ev)
-{
-    ngx_http_ws_t     *ws;
-    ngx_connection_t  *c;
-
-    ws = ev->data;
-    c = ws->connection;
-
-    ngx_http_set_log_request(c->log, ws->request);
-
-    ngx_http_ws_enter(ws);
-
-    if (ws->state == NGX_HTTP_WS_OPEN) {
-        ngx_http_ws_keep(ws);
-    }
-
-    ngx_http_ws_leave(ws);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
 ngx_http_ws_keep(ngx_http_ws_t *ws)
 {
     ngx_msec_t  now;
 
     now = ngx_current_msec;
 
-    if (ws->conf.idle_timeout
-        && now - ws->last_recv >= ws->conf.idle_timeout)
+    if (ws->conf->idle_timeout
+        && now - ws->last_recv >= ws->conf->idle_timeout)
     {
-        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
                       "websocket client idle for %M ms",
                       now - ws->last_recv);
 
@@ -1327,8 +1382,8 @@ ngx_http_ws_keep(ngx_http_ws_t *ws)
         return;
     }
 
-    if (ws->conf.ping_interval
-        && now - ws->last_ping >= ws->conf.ping_interval)
+    if (ws->conf->ping_interval
+        && now - ws->last_ping >= ws->conf->ping_interval)
     {
         ws->last_ping = now;
 
@@ -1347,8 +1402,10 @@ ngx_http_ws_keep(ngx_http_ws_t *ws)
 
 
 /*
- * One timer for both: received frames only move ws->last_recv, and the
- * timer works out what is due when it fires.
+ * One timer for all, while open: received frames only move ws->last_recv,
+ * a write ws->send_by, and the timer works out what is due when it fires
+ * (or fired early: the timer's lazy delay).  Cancelable, as an idle
+ * connection's, unless a send deadline holds a shutting down worker.
  */
 
 static void
@@ -1356,21 +1413,28 @@ ngx_http_ws_keep_timer(ngx_http_ws_t *ws)
 {
     ngx_msec_t  now, t;
 
-    /* both deadlines are ahead: ngx_http_ws_keep() acted on those due */
+    /* the deadlines are ahead: ngx_http_ws_keep() acted on those due */
 
     now = ngx_current_msec;
     t = NGX_TIMER_INFINITE;
 
-    if (ws->conf.idle_timeout) {
-        t = ngx_min(t, ws->last_recv + ws->conf.idle_timeout - now);
+    if (ws->conf->idle_timeout) {
+        t = ngx_min(t, ws->last_recv + ws->conf->idle_timeout - now);
     }
 
-    if (ws->conf.ping_interval) {
-        t = ngx_min(t, ws->last_ping + ws->conf.ping_interval - now);
+    if (ws->conf->ping_interval) {
+        t = ngx_min(t, ws->last_ping + ws->conf->ping_interval - now);
     }
+
+    if (ws->send_due) {
+        t = ((ngx_msec_int_t) (ws->send_by - now) > 0)
+            ? ngx_min(t, ws->send_by - now) : 0;
+    }
+
+    ws->event.cancelable = !ws->send_due;
 
     if (t != NGX_TIMER_INFINITE) {
-        ngx_add_timer(&ws->keep, ngx_max(t, 1));
+        ngx_add_timer(&ws->event, ngx_max(t, 1));
     }
 }
 
@@ -1388,7 +1452,7 @@ ngx_http_ws_read(ngx_http_ws_t *ws)
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
-    c = ws->connection;
+    c = ws->request->connection;
     rev = c->read;
     b = ws->request->header_in;
 
@@ -1607,7 +1671,7 @@ ngx_http_ws_frame_sized(ngx_http_ws_t *ws)
     }
 
     if (ws->state == NGX_HTTP_WS_OPEN
-        && ws->frame_left > ws->conf.max_message - ws->message_len)
+        && ws->frame_left > ws->conf->max_message - ws->message_len)
     {
         ngx_http_ws_fail(ws, NGX_HTTP_WS_TOO_BIG, "message too big");
     }
@@ -1623,7 +1687,7 @@ ngx_http_ws_frame_begin(ngx_http_ws_t *ws)
 
     /* 125 bytes at most, kept only while the frame comes in */
     if ((ws->opcode & 0x08) && ws->frame_left && ws->control == NULL) {
-        ws->control = ngx_alloc(125, ws->connection->log);
+        ws->control = ngx_alloc(125, ws->request->connection->log);
         if (ws->control == NULL) {
             ngx_http_ws_drop(ws, NGX_HTTP_WS_INTERNAL_ERROR);
             return;
@@ -1772,13 +1836,13 @@ ngx_http_ws_reserve(ngx_http_ws_t *ws, size_t n)
         limit = need + (size_t) ws->frame_left - n;
 
     } else {
-        limit = ws->conf.max_message;
+        limit = ws->conf->max_message;
     }
 
     size = ngx_max(2 * ws->message_size, NGX_HTTP_WS_MESSAGE_MIN);
     size = ngx_max(ngx_min(size, limit), need);
 
-    p = ngx_alloc(size, ws->connection->log);
+    p = ngx_alloc(size, ws->request->connection->log);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -1824,7 +1888,7 @@ ngx_http_ws_message(ngx_http_ws_t *ws)
     ws->message_len = 0;
     ws->message_size = 0;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
                    "websocket message: %ui, %uz bytes", opcode, len);
 
     ws->on_message(ws, opcode, data ? data : (u_char *) "", len);
@@ -1878,7 +1942,7 @@ ngx_http_ws_close_frame(ngx_http_ws_t *ws)
         }
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
                    "websocket close from client: %ui", code);
 
     ws->code = code;
@@ -2031,7 +2095,7 @@ ngx_http_ws_queue(ngx_http_ws_t *ws, ngx_uint_t opcode, u_char *data,
         room = ngx_max(size, NGX_HTTP_WS_FRAME_ROOM);
 
         cl = ngx_alloc(sizeof(ngx_chain_t) + sizeof(ngx_buf_t) + room,
-                       ws->connection->log);
+                       ws->request->connection->log);
         if (cl == NULL) {
             return NGX_ERROR;
         }
@@ -2100,8 +2164,8 @@ ngx_http_ws_push(ngx_http_ws_t *ws)
 
     unsent = ngx_http_ws_queued(ws);
 
-    if (unsent > ws->conf.max_output) {
-        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+    if (unsent > ws->conf->max_output) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
                       "websocket client does not read: %uz bytes queued",
                       unsent);
 
@@ -2121,7 +2185,7 @@ ngx_http_ws_flush(ngx_http_ws_t *ws)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    c = ws->connection;
+    c = ws->request->connection;
     r = ws->request;
     sent = c->sent;
 
@@ -2152,8 +2216,10 @@ ngx_http_ws_flush(ngx_http_ws_t *ws)
             ngx_post_event(c->write, &ngx_posted_events);
         }
 
-        if (ws->state == NGX_HTTP_WS_OPEN && ws->busy.timer_set) {
-            ngx_del_timer(&ws->busy);
+        /* the timer, if it was the deadline's, fires and finds none */
+        if (ws->state == NGX_HTTP_WS_OPEN && ws->send_due) {
+            ws->send_due = 0;
+            ws->event.cancelable = 1;
         }
 
         return NGX_OK;
@@ -2164,10 +2230,12 @@ ngx_http_ws_flush(ngx_http_ws_t *ws)
     /* send_timeout is between two successful writes, as nginx's */
 
     if (ws->state == NGX_HTTP_WS_OPEN
-        && ws->conf.send_timeout
-        && (c->sent > sent || !ws->busy.timer_set))
+        && ws->conf->send_timeout
+        && (c->sent > sent || !ws->send_due))
     {
-        ngx_add_timer(&ws->busy, ws->conf.send_timeout);
+        ws->send_due = 1;
+        ws->send_by = ngx_current_msec + ws->conf->send_timeout;
+        ngx_http_ws_keep_timer(ws);
     }
 
     if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
@@ -2183,7 +2251,7 @@ ngx_http_ws_pending(ngx_http_ws_t *ws)
 {
     return ws->out != NULL
            || ws->request->out != NULL
-           || (ws->connection->buffered & NGX_LOWLEVEL_BUFFERED);
+           || (ws->request->connection->buffered & NGX_LOWLEVEL_BUFFERED);
 }
 
 
@@ -2221,11 +2289,14 @@ ngx_http_ws_send_close(ngx_http_ws_t *ws, ngx_uint_t code, u_char *reason,
 
     ngx_http_ws_free_message(ws);
 
-    if (ws->keep.timer_set) {
-        ngx_del_timer(&ws->keep);
+    /* the close deadline alone, and a shutting down worker waits for it */
+    if (ws->event.timer_set) {
+        ngx_del_timer(&ws->event);
     }
 
-    ngx_add_timer(&ws->busy, ngx_http_ws_close_delay(ws));
+    ws->send_due = 0;
+    ws->event.cancelable = 0;
+    ngx_add_timer(&ws->event, ngx_http_ws_close_delay(ws));
 
     ngx_http_ws_schedule(ws);
 
@@ -2259,12 +2330,12 @@ static ngx_msec_t
 ngx_http_ws_close_delay(ngx_http_ws_t *ws)
 {
     if ((ngx_exiting || ws->going_away)
-        && ws->conf.close_timeout > NGX_HTTP_WS_EXIT_GRACE)
+        && ws->conf->close_timeout > NGX_HTTP_WS_EXIT_GRACE)
     {
         return NGX_HTTP_WS_EXIT_GRACE;
     }
 
-    return ws->conf.close_timeout;
+    return ws->conf->close_timeout;
 }
 
 
@@ -2273,7 +2344,7 @@ ngx_http_ws_close_delay(ngx_http_ws_t *ws)
 static void
 ngx_http_ws_fail(ngx_http_ws_t *ws, ngx_uint_t code, const char *reason)
 {
-    ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
                   "client sent invalid websocket data: %s", reason);
 
     if (ws->state != NGX_HTTP_WS_OPEN) {
@@ -2323,7 +2394,7 @@ ngx_http_ws_last_word(ngx_http_ws_t *ws, ngx_uint_t code)
     u_char             frame[4];
     ngx_connection_t  *c;
 
-    c = ws->connection;
+    c = ws->request->connection;
 
     if (c->error
         || c->write->error
@@ -2370,7 +2441,7 @@ ngx_http_ws_done(ngx_http_ws_t *ws)
 {
     ngx_http_request_t  *r;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
                    "websocket done: %ui", ws->code);
 
     ws->state = NGX_HTTP_WS_DONE;
@@ -2391,7 +2462,7 @@ static void
 ngx_http_ws_enter(ngx_http_ws_t *ws)
 {
     /* subrequests clear it (ngx_http_handler()) */
-    ws->connection->log->action = "processing websocket";
+    ws->request->connection->log->action = "processing websocket";
 
     ws->depth++;
 }
@@ -2452,7 +2523,7 @@ ngx_http_ws_hang_up(ngx_http_ws_t *ws)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    c = ws->connection;
+    c = ws->request->connection;
     r = ws->request;
 
     if (ws->hung_up || c->error || c->write->error || c->read->eof) {
@@ -2515,7 +2586,7 @@ static void
 ngx_http_ws_schedule(ngx_http_ws_t *ws)
 {
     if (ws->depth == 0) {
-        ngx_post_event(&ws->busy, &ngx_posted_events);
+        ngx_post_event(&ws->event, &ngx_posted_events);
     }
 }
 
@@ -2525,7 +2596,7 @@ ngx_http_ws_set_idle(ngx_http_ws_t *ws, ngx_uint_t idle)
 {
     ngx_connection_t  *c;
 
-    c = ws->connection;
+    c = ws->request->connection;
     c->idle = idle;
 
     if (idle) {
@@ -2543,23 +2614,19 @@ ngx_http_ws_set_idle(ngx_http_ws_t *ws, ngx_uint_t idle)
 static void
 ngx_http_ws_stop(ngx_http_ws_t *ws)
 {
-    if (ws->keep.timer_set) {
-        ngx_del_timer(&ws->keep);
+    if (ws->event.timer_set) {
+        ngx_del_timer(&ws->event);
     }
 
-    if (ws->busy.timer_set) {
-        ngx_del_timer(&ws->busy);
-    }
-
-    if (ws->busy.posted) {
-        ngx_delete_posted_event(&ws->busy);
+    if (ws->event.posted) {
+        ngx_delete_posted_event(&ws->event);
     }
 
     ngx_http_ws_free_sent(ws, NULL);
     ngx_http_ws_free_message(ws);
     ngx_http_ws_free_control(ws);
 
-    ws->connection->buffered &= ~NGX_HTTP_WS_BUFFERED;
+    ws->request->connection->buffered &= ~NGX_HTTP_WS_BUFFERED;
 
     ngx_http_ws_set_idle(ws, 0);
 }
@@ -2605,7 +2672,7 @@ ngx_http_ws_finalize(ngx_http_ws_t *ws)
 
     ngx_http_ws_stop(ws);
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ws->request->connection->log, 0,
                    "websocket finalize");
 
     /* ws may be freed from here on, with r->pool */
@@ -2713,8 +2780,8 @@ ngx_http_ws_send_text(ngx_http_ws_t *ws, u_char *data, size_t len)
     if (ws->out_size < NGX_HTTP_WS_BATCH_SIZE) {
         ws->deferred = 1;
 
-        if (!ws->connection->write->posted) {
-            ngx_post_event(ws->connection->write, &ngx_posted_events);
+        if (!ws->request->connection->write->posted) {
+            ngx_post_event(ws->request->connection->write, &ngx_posted_events);
         }
 
         return NGX_OK;
@@ -2785,7 +2852,7 @@ ngx_http_ws_on_drained(ngx_http_ws_t *ws, ngx_http_ws_drained_pt handler)
     ws->on_drained = handler;
 
     if (!ngx_http_ws_pending(ws)) {
-        ngx_post_event(ws->connection->write, &ngx_posted_events);
+        ngx_post_event(ws->request->connection->write, &ngx_posted_events);
     }
 }
 

@@ -62,7 +62,8 @@ typedef void (*ngx_http_ws_closed_pt)(ngx_http_ws_t *ws, ngx_uint_t code);
 typedef void (*ngx_http_ws_drained_pt)(ngx_http_ws_t *ws);
 
 
-/* Copied by ngx_http_ws_accept(). */
+/* Kept by pointer: it must live as long as the connection (a location's
+ * configuration does). */
 typedef struct {
     size_t              max_message;     /* beyond: close 1009 */
     size_t              max_output;      /* queued bytes beyond: drop */

@@ -46,10 +46,13 @@ typedef struct {
 } ngx_redis_conn_t;
 
 
+/* one per channel a worker listens to: a chat socket's, each */
 typedef struct {
     ngx_str_node_t             sn;          /* sn.str: the channel */
     ngx_queue_t                subs;
-    ngx_uint_t                 dispatching;
+    uint32_t                   dispatching;
+    u_char                     name[1];     /* sn.str's bytes: in the
+                                               padding, not behind it */
 } ngx_redis_channel_t;
 
 
@@ -1143,14 +1146,15 @@ ngx_redis_channel_get(ngx_redis_pool_t *pool, ngx_str_t *name,
         return ch;
     }
 
-    ch = ngx_alloc(sizeof(ngx_redis_channel_t) + name->len, ngx_cycle->log);
+    ch = ngx_alloc(offsetof(ngx_redis_channel_t, name) + name->len,
+                   ngx_cycle->log);
     if (ch == NULL) {
         return NULL;
     }
 
     ch->sn.node.key = hash;
     ch->sn.str.len = name->len;
-    ch->sn.str.data = (u_char *) ch + sizeof(ngx_redis_channel_t);
+    ch->sn.str.data = ch->name;
     ngx_memcpy(ch->sn.str.data, name->data, name->len);
 
     ngx_queue_init(&ch->subs);

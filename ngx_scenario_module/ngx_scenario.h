@@ -189,6 +189,8 @@ typedef struct {
     ngx_msec_t                   chat_send_timeout;
     ngx_uint_t                   chat_context;
     ngx_flag_t                   chat_reply_durable;
+    ngx_http_ws_conf_t           chat_ws;          /* of the above: a
+                                                      socket's, by pointer */
 
     ngx_flag_t                   judge;
 } ngx_scenario_loc_conf_t;

@@ -38,6 +38,27 @@
 #define NGX_SCENARIO_CHAT_TURN_POOL  16384  /* the prompt and the context's
                                                items in one block */
 
+/* a session's key: "ctx::system" and an id of 18 digits at most */
+#define NGX_SCENARIO_CHAT_KEY_LEN    32
+
+/*
+ * Neither the confs nor the session's keys are kept in the chat, which an
+ * idle socket holds for its life: the confs are the request's, and a key
+ * is made on the stack for the command that needs it
+ */
+#define ngx_scenario_chat_mcf(chat)                                           \
+    ((ngx_scenario_main_conf_t *)                                             \
+     ngx_http_get_module_main_conf((chat)->request, ngx_scenario_module))
+#define ngx_scenario_chat_lcf(chat)                                           \
+    ((ngx_scenario_loc_conf_t *)                                              \
+     ngx_http_get_module_loc_conf((chat)->request, ngx_scenario_module))
+
+/* the session's id as a number, which pins its Redis commands */
+#define ngx_scenario_chat_hint(chat)                                          \
+    ((ngx_uint_t) ngx_atoi((chat)->channel.data + sizeof("chat:") - 1,        \
+                           (chat)->channel.len - (sizeof("chat:") - 1)))
+
+
 /* how an event goes to the session's other connections */
 #define NGX_SCENARIO_CHAT_NOW        1      /* published at once */
 #define NGX_SCENARIO_CHAT_LATER      2      /* may join the next publish */
@@ -72,18 +93,12 @@ typedef void (*ngx_scenario_chat_redis_pt)(ngx_scenario_chat_t *chat,
 struct ngx_scenario_chat_s {
     ngx_http_request_t          *request;
     ngx_http_ws_t               *ws;
-    ngx_scenario_main_conf_t    *smcf;
-    ngx_scenario_loc_conf_t     *slcf;
     ngx_redis_sub_t             *sub;
     ngx_scenario_pub_t          *pub;           /* events not yet out */
 
-    ngx_str_t                    session_id;
     ngx_uint_t                   scenario;      /* its id: the prompt's */
-    ngx_uint_t                   hint;          /* pins Redis commands */
-    ngx_str_t                    channel;       /* "chat:<id>" */
-    ngx_str_t                    context_key;   /* "ctx:<id>" */
-    ngx_str_t                    lock_key;      /* "gen:<id>" */
-    ngx_str_t                    system_key;    /* "ctx:<id>:system" */
+    ngx_str_t                    channel;       /* "chat:<id>": the id's
+                                                   only copy */
     ngx_str_t                    origin;        /* "<instance>.<n>" */
 
     ngx_queue_t                  inbox;         /* client messages */
@@ -148,6 +163,9 @@ static void ngx_scenario_chat_session(ngx_http_request_t *r, PGresult *res,
 static ngx_int_t ngx_scenario_chat_open(ngx_http_request_t *r,
     PGresult *res);
 static ngx_scenario_chat_t *ngx_scenario_chat_create(ngx_http_request_t *r);
+static void ngx_scenario_chat_id(ngx_scenario_chat_t *chat, ngx_str_t *id);
+static void ngx_scenario_chat_key(ngx_scenario_chat_t *chat,
+    ngx_str_t *key, u_char *buf, const char *fmt);
 static void ngx_scenario_chat_message(ngx_http_ws_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len);
 static void ngx_scenario_chat_next(ngx_scenario_chat_t *chat);
@@ -458,7 +476,6 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     ngx_int_t             last_seq;
     ngx_str_t             v[4], last_role;
     ngx_uint_t            i;
-    ngx_http_ws_conf_t    wscf;
     ngx_scenario_chat_t  *chat;
     ngx_scenario_ctx_t   *ctx;
 
@@ -470,11 +487,8 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     }
 
     chat->request = r;
-    chat->smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
-    chat->slcf = ngx_http_get_module_loc_conf(r, ngx_scenario_module);
     ngx_queue_init(&chat->inbox);
 
-    chat->hint = ngx_atoi(chat->session_id.data, chat->session_id.len);
 
     for (i = 0; i < 4; i++) {
         v[i] = ngx_pg_value(res, 0, i + 1);
@@ -483,14 +497,8 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
     last_seq = ngx_pg_int(res, 0, 5);
     chat->scenario = ngx_atoi(v[0].data, v[0].len);
 
-    wscf.max_message = chat->slcf->chat_max_message;
-    wscf.max_output = chat->slcf->chat_max_output;
-    wscf.ping_interval = chat->slcf->chat_ping;
-    wscf.idle_timeout = chat->slcf->chat_idle_timeout;
-    wscf.close_timeout = 2000;
-    wscf.send_timeout = chat->slcf->chat_send_timeout;
-
-    chat->ws = ngx_http_ws_accept(r, &wscf, ngx_scenario_chat_message,
+    chat->ws = ngx_http_ws_accept(r, &ngx_scenario_chat_lcf(chat)->chat_ws,
+                                  ngx_scenario_chat_message,
                                   ngx_scenario_chat_closed, chat);
     if (chat->ws == NULL) {
         return NGX_ERROR;
@@ -506,13 +514,14 @@ ngx_scenario_chat_open(ngx_http_request_t *r, PGresult *res)
         return NGX_ERROR;
     }
 
-    chat->sub = ngx_redis_subscribe(chat->smcf->redis_pool, &chat->channel,
-                                    ngx_scenario_chat_heard, chat);
+    chat->sub = ngx_redis_subscribe(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                    &chat->channel, ngx_scenario_chat_heard,
+                                    chat);
 
     /* made when sent and freed: a connection keeps nothing of it */
     ready = json_pack("{s:s,s:I,s:{s:I,s:s%,s:{s:s%,s:s%}},s:I}",
                       "type", "ready",
-                      "session_id", (json_int_t) chat->hint,
+                      "session_id", (json_int_t) ngx_scenario_chat_hint(chat),
                       "scenario",
                       "id", (json_int_t) ngx_atoi(v[0].data, v[0].len),
                       "title", (char *) v[1].data, v[1].len,
@@ -572,8 +581,7 @@ ngx_scenario_chat_create(ngx_http_request_t *r)
                              ++ngx_scenario_chat_number)
                  - origin;
 
-    len = 5 * id.len + sizeof("chat:") - 1 + sizeof("ctx:") - 1
-          + sizeof("gen:") - 1 + sizeof("ctx::system") - 1 + origin_len;
+    len = id.len + sizeof("chat:") - 1 + origin_len;
 
     chat = ngx_scenario_calloc_apart(r->pool,
                                      sizeof(ngx_scenario_chat_t) + len);
@@ -584,31 +592,40 @@ ngx_scenario_chat_create(ngx_http_request_t *r)
     p = (u_char *) (chat + 1);
 
     /* the URI's copy: the upgrade gives the header buffer back */
-    chat->session_id.data = p;
-    chat->session_id.len = id.len;
-    p = ngx_cpymem(p, id.data, id.len);
-
     chat->channel.data = p;
     p = ngx_sprintf(p, "chat:%V", &id);
     chat->channel.len = p - chat->channel.data;
-
-    chat->context_key.data = p;
-    p = ngx_sprintf(p, "ctx:%V", &id);
-    chat->context_key.len = p - chat->context_key.data;
-
-    chat->lock_key.data = p;
-    p = ngx_sprintf(p, "gen:%V", &id);
-    chat->lock_key.len = p - chat->lock_key.data;
-
-    chat->system_key.data = p;
-    p = ngx_sprintf(p, "ctx:%V:system", &id);
-    chat->system_key.len = p - chat->system_key.data;
 
     chat->origin.data = p;
     chat->origin.len = origin_len;
     ngx_memcpy(p, origin, origin_len);
 
     return chat;
+}
+
+
+/* the session's id, as the URI had it */
+
+static void
+ngx_scenario_chat_id(ngx_scenario_chat_t *chat, ngx_str_t *id)
+{
+    id->data = chat->channel.data + sizeof("chat:") - 1;
+    id->len = chat->channel.len - (sizeof("chat:") - 1);
+}
+
+
+/* fmt: the key's, of the session's id; argv is copied as it is queued */
+
+static void
+ngx_scenario_chat_key(ngx_scenario_chat_t *chat, ngx_str_t *key, u_char *buf,
+    const char *fmt)
+{
+    ngx_str_t  id;
+
+    ngx_scenario_chat_id(chat, &id);
+
+    key->data = buf;
+    key->len = ngx_snprintf(buf, NGX_SCENARIO_CHAT_KEY_LEN, fmt, &id) - buf;
 }
 
 
@@ -734,7 +751,7 @@ ngx_scenario_chat_user_message(ngx_scenario_chat_t *chat)
     if (ngx_http_json_string(chat->msg, "client_msg_id", &params[1], 1, 128)
         != NGX_OK
         || ngx_http_json_string(chat->msg, "content", &params[2], 1,
-                                chat->slcf->chat_max_chars)
+                                ngx_scenario_chat_lcf(chat)->chat_max_chars)
            != NGX_OK)
     {
         ngx_scenario_chat_error(chat, "bad_request",
@@ -745,7 +762,7 @@ ngx_scenario_chat_user_message(ngx_scenario_chat_t *chat)
         return;
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_add_sql, 3, params,
                              ngx_scenario_chat_stored)
@@ -846,7 +863,7 @@ ngx_scenario_chat_replay_page(ngx_scenario_chat_t *chat)
     u_char     buf[NGX_INT64_LEN], page[NGX_INT_T_LEN];
     ngx_str_t  params[3];
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%L", chat->replayed) - buf;
     params[2].data = page;
@@ -883,7 +900,7 @@ ngx_scenario_chat_replay(ngx_scenario_chat_t *chat, PGresult *res,
     }
 
     n = PQntuples(res);
-    budget = chat->slcf->chat_max_output / 2;
+    budget = ngx_scenario_chat_lcf(chat)->chat_max_output / 2;
 
     for (i = 0; i < n; i++) {
 
@@ -1029,14 +1046,17 @@ ngx_scenario_turn_start(ngx_scenario_chat_t *chat, ngx_int_t answers,
 static void
 ngx_scenario_turn_lock(ngx_scenario_chat_t *chat, ngx_scenario_turn_t *turn)
 {
-    u_char       buf[NGX_INT64_LEN];
+    u_char       buf[NGX_INT64_LEN], kbuf[NGX_SCENARIO_CHAT_KEY_LEN];
     size_t       argvlen[6];
+    ngx_str_t    key;
     const char  *argv[6];
+
+    ngx_scenario_chat_key(chat, &key, kbuf, "gen:%V");
 
     argv[0] = "SET";
     argvlen[0] = 3;
-    argv[1] = (char *) chat->lock_key.data;
-    argvlen[1] = chat->lock_key.len;
+    argv[1] = (char *) key.data;
+    argvlen[1] = key.len;
     argv[2] = (char *) turn->token.data;
     argvlen[2] = turn->token.len;
     argv[3] = "NX";
@@ -1071,9 +1091,10 @@ ngx_scenario_turn_lock(ngx_scenario_chat_t *chat, ngx_scenario_turn_t *turn)
 static void
 ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
 {
-    u_char                buf[NGX_INT_T_LEN], key[NGX_INT_T_LEN];
+    u_char                buf[NGX_INT_T_LEN], key[NGX_INT_T_LEN],
+                          kbuf[NGX_SCENARIO_CHAT_KEY_LEN];
     size_t                argvlen[4];
-    ngx_str_t             prompt;
+    ngx_str_t             prompt, k;
     const char           *argv[4];
     ngx_scenario_turn_t  *turn;
 
@@ -1103,8 +1124,9 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
     if (turn->system.len == 0) {
         argv[0] = "GET";
         argvlen[0] = 3;
-        argv[1] = (char *) chat->system_key.data;
-        argvlen[1] = chat->system_key.len;
+        ngx_scenario_chat_key(chat, &k, kbuf, "ctx:%V:system");
+        argv[1] = (char *) k.data;
+        argvlen[1] = k.len;
 
         if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_prompt, 2, argv,
                                     argvlen)
@@ -1116,10 +1138,13 @@ ngx_scenario_turn_read(ngx_scenario_chat_t *chat)
 
     argv[0] = "LRANGE";
     argvlen[0] = 6;
-    argv[1] = (char *) chat->context_key.data;
-    argvlen[1] = chat->context_key.len;
+    ngx_scenario_chat_key(chat, &k, kbuf, "ctx:%V");
+    argv[1] = (char *) k.data;
+    argvlen[1] = k.len;
     argv[2] = (char *) buf;
-    argvlen[2] = ngx_sprintf(buf, "-%ui", chat->slcf->chat_context) - buf;
+    argvlen[2] = ngx_sprintf(buf, "-%ui",
+                             ngx_scenario_chat_lcf(chat)->chat_context)
+                 - buf;
     argv[3] = "-1";
     argvlen[3] = 2;
 
@@ -1225,7 +1250,8 @@ ngx_scenario_turn_listed(ngx_scenario_chat_t *chat, redisReply *reply,
      * or the list was cut
      */
     turn->listed = (reply->elements
-                    == ngx_min((ngx_uint_t) last, chat->slcf->chat_context));
+                    == ngx_min((ngx_uint_t) last,
+                               ngx_scenario_chat_lcf(chat)->chat_context));
     turn->listed_last = last;
     turn->listed_n = reply->elements;
 
@@ -1272,7 +1298,9 @@ ngx_scenario_turn_locked(ngx_scenario_chat_t *chat, redisReply *reply,
 static void
 ngx_scenario_turn_elected(ngx_scenario_chat_t *chat)
 {
+    u_char       kbuf[NGX_SCENARIO_CHAT_KEY_LEN];
     size_t       argvlen[5];
+    ngx_str_t    key;
     const char  *argv[5];
 
     if (chat->turn->lock_rc != NGX_OK) {
@@ -1281,10 +1309,12 @@ ngx_scenario_turn_elected(ngx_scenario_chat_t *chat)
          * lock is this turn's is asked, not assumed.
          */
 
+        ngx_scenario_chat_key(chat, &key, kbuf, "gen:%V");
+
         argv[0] = "GET";
         argvlen[0] = 3;
-        argv[1] = (char *) chat->lock_key.data;
-        argvlen[1] = chat->lock_key.len;
+        argv[1] = (char *) key.data;
+        argvlen[1] = key.len;
 
         if (ngx_scenario_chat_redis(chat, ngx_scenario_turn_owner, 2, argv,
                                     argvlen)
@@ -1372,17 +1402,21 @@ ngx_scenario_turn_poll(ngx_event_t *ev)
 {
     ngx_scenario_turn_t  *turn = ev->data;
 
+    u_char                kbuf[NGX_SCENARIO_CHAT_KEY_LEN];
     size_t                argvlen[2];
+    ngx_str_t             key;
     const char           *argv[2];
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
     turn->waited += NGX_SCENARIO_CHAT_POLL;
 
+    ngx_scenario_chat_key(chat, &key, kbuf, "gen:%V");
+
     argv[0] = "GET";
     argvlen[0] = 3;
-    argv[1] = (char *) chat->lock_key.data;
-    argvlen[1] = chat->lock_key.len;
+    argv[1] = (char *) key.data;
+    argvlen[1] = key.len;
 
     if (chat->closed
         || ngx_scenario_chat_redis(chat, ngx_scenario_turn_polled, 2, argv,
@@ -1418,8 +1452,9 @@ ngx_scenario_turn_polled(ngx_scenario_chat_t *chat, redisReply *reply,
         return;
     }
 
-    bound = chat->slcf->model.timeout ? chat->slcf->model.timeout * 2
-                                      : 2 * NGX_SCENARIO_CHAT_LEASE;
+    bound = ngx_scenario_chat_lcf(chat)->model.timeout
+            ? ngx_scenario_chat_lcf(chat)->model.timeout * 2
+            : 2 * NGX_SCENARIO_CHAT_LEASE;
 
     if (rc != NGX_OK || turn->waited > bound + NGX_SCENARIO_CHAT_LEASE) {
         ngx_scenario_chat_error(chat, "unavailable",
@@ -1459,11 +1494,13 @@ ngx_scenario_turn_renew(ngx_event_t *ev)
 {
     ngx_scenario_turn_t  *turn = ev->data;
 
-    u_char                buf[NGX_INT64_LEN];
-    ngx_str_t             args[2];
+    u_char                buf[NGX_INT64_LEN], kbuf[NGX_SCENARIO_CHAT_KEY_LEN];
+    ngx_str_t             args[2], key;
     ngx_scenario_chat_t  *chat;
 
     chat = turn->chat;
+
+    ngx_scenario_chat_key(chat, &key, kbuf, "gen:%V");
 
     args[0] = turn->token;
     args[1].data = buf;
@@ -1471,9 +1508,10 @@ ngx_scenario_turn_renew(ngx_event_t *ev)
                   - buf;
 
     /* no answer needed: a lost lock shows at the next renewal or store */
-    (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint, NULL,
-                                 NULL, &ngx_scenario_chat_renew_script, 1,
-                                 &chat->lock_key, 2, args);
+    (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                 ngx_scenario_chat_hint(chat), NULL, NULL,
+                                 &ngx_scenario_chat_renew_script, 1, &key, 2,
+                                 args);
 
     ngx_add_timer(&turn->renew, NGX_SCENARIO_CHAT_RENEW);
 }
@@ -1512,7 +1550,8 @@ ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
                                            &item)
             == NGX_OK)
         {
-            if (turn->context_n && turn->context_n >= chat->slcf->chat_context)
+            if (turn->context_n
+                && turn->context_n >= ngx_scenario_chat_lcf(chat)->chat_context)
             {
                 turn->context_n--;
                 ngx_memmove(&turn->context[0], &turn->context[1],
@@ -1527,9 +1566,11 @@ ngx_scenario_turn_context(ngx_scenario_chat_t *chat)
         }
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
-    params[1].len = ngx_sprintf(buf, "%ui", chat->slcf->chat_context) - buf;
+    params[1].len = ngx_sprintf(buf, "%ui",
+                                ngx_scenario_chat_lcf(chat)->chat_context)
+                    - buf;
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_rebuild_sql, 2, params,
                              ngx_scenario_turn_rebuilt)
@@ -1688,7 +1729,8 @@ ngx_scenario_turn_call(ngx_scenario_turn_t *turn)
     }
 
     turn->started = ngx_current_msec;
-    turn->call = ngx_model_call(chat->request, &chat->slcf->model, &body,
+    turn->call = ngx_model_call(chat->request,
+                                &ngx_scenario_chat_lcf(chat)->model, &body,
                                 ngx_scenario_turn_delta,
                                 ngx_scenario_turn_model_done, turn);
     if (turn->call == NULL) {
@@ -1731,7 +1773,7 @@ ngx_scenario_turn_body(ngx_scenario_turn_t *turn, ngx_str_t *body)
                                         "[{\"role\":\"system\","
                                         "\"content\":\"";
 
-    slcf = turn->chat->slcf;
+    slcf = ngx_scenario_chat_lcf(turn->chat);
 
     tail = json_pack("{s:f,s:I}", "temperature", slcf->model_temperature,
                      "max_tokens", (json_int_t) slcf->model_max_tokens);
@@ -1965,7 +2007,7 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
     ngx_memcpy(turn->content.data, content->data, content->len);
     turn->content.len = content->len;
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
@@ -2080,7 +2122,8 @@ static void
 ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
 {
     u_char                buf[NGX_INT_T_LEN], trim[NGX_INT_T_LEN],
-                          bound[NGX_INT_T_LEN];
+                          bound[NGX_INT_T_LEN],
+                          kbuf[2][NGX_SCENARIO_CHAT_KEY_LEN];
     ngx_int_t             next;
     ngx_str_t             params[2], keys[2], args[6];
     ngx_uint_t            started, n;
@@ -2103,17 +2146,19 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
     }
 
     if (turn->locked) {
-        keys[0] = chat->lock_key;
-        keys[1] = chat->context_key;
+        ngx_scenario_chat_key(chat, &keys[0], kbuf[0], "gen:%V");
+        ngx_scenario_chat_key(chat, &keys[1], kbuf[1], "ctx:%V");
 
         args[0] = turn->token;
         args[1].data = (u_char *) (turn->fresh ? "1" : "0");
         args[1].len = 1;
         args[2].data = trim;
-        args[2].len = ngx_sprintf(trim, "%ui", 2 * chat->slcf->chat_context)
+        args[2].len = ngx_sprintf(trim, "%ui",
+                                  2 * ngx_scenario_chat_lcf(chat)->chat_context)
                       - trim;
         args[3].data = bound;
-        args[3].len = ngx_sprintf(bound, "%ui", chat->slcf->chat_context)
+        args[3].len = ngx_sprintf(bound, "%ui",
+                                  ngx_scenario_chat_lcf(chat)->chat_context)
                       - bound;
         n = 4;
 
@@ -2131,13 +2176,13 @@ ngx_scenario_turn_end(ngx_scenario_chat_t *chat, ngx_uint_t replied)
             n += (args[n].data != NULL);
         }
 
-        (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint,
-                                     NULL, NULL,
+        (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                     ngx_scenario_chat_hint(chat), NULL, NULL,
                                      &ngx_scenario_chat_unlock_script, 2,
                                      keys, n, args);
     }
 
-    params[0] = chat->session_id;
+    ngx_scenario_chat_id(chat, &params[0]);
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i",
                                 replied == 2 ? -1 : turn->answers)
@@ -2276,8 +2321,8 @@ ngx_scenario_chat_pg(ngx_scenario_chat_t *chat, const char *sql,
     op->pg = handler;
 
     /* the chat's statements are constants, run on every turn */
-    if (ngx_pg_query_prepared(chat->smcf->pg_pool, sql, nparams, params,
-                              ngx_scenario_chat_pg_done, op)
+    if (ngx_pg_query_prepared(ngx_scenario_chat_mcf(chat)->pg_pool, sql,
+                              nparams, params, ngx_scenario_chat_pg_done, op)
         == NULL)
     {
         ngx_free(op);
@@ -2325,7 +2370,8 @@ ngx_scenario_chat_redis(ngx_scenario_chat_t *chat,
     op->redis = handler;
 
     /* pinned: the session's commands keep their order */
-    if (ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
+    if (ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                 ngx_scenario_chat_hint(chat),
                                  ngx_scenario_chat_redis_done, op, argc,
                                  argv, argvlen)
         == NULL)
@@ -2481,7 +2527,8 @@ ngx_scenario_chat_emit(ngx_scenario_chat_t *chat, u_char *p, size_t len,
         msg.len = len;
 
         ngx_scenario_chat_local = 1;
-        ngx_redis_publish_local(chat->smcf->redis_pool, &chat->channel, &msg);
+        ngx_redis_publish_local(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                &chat->channel, &msg);
         ngx_scenario_chat_local = 0;
 
         ngx_scenario_chat_publish(chat, msg.data, msg.len,
@@ -2523,8 +2570,9 @@ ngx_scenario_chat_publish(ngx_scenario_chat_t *chat, u_char *data,
         argv[2] = (char *) data;
         argvlen[2] = len;
 
-        (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                        NULL, NULL, 3, argv, argvlen);
+        (void) ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                        ngx_scenario_chat_hint(chat), NULL,
+                                        NULL, 3, argv, argvlen);
         return;
     }
 
@@ -2606,8 +2654,9 @@ ngx_scenario_chat_flush(ngx_scenario_chat_t *chat)
         argv[2] = (char *) pub->data;
         argvlen[2] = pub->len;
 
-        (void) ngx_redis_command_pinned(chat->smcf->redis_pool, chat->hint,
-                                        NULL, NULL, 3, argv, argvlen);
+        (void) ngx_redis_command_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                        ngx_scenario_chat_hint(chat), NULL,
+                                        NULL, 3, argv, argvlen);
     }
 
     ngx_free(pub->data);
@@ -2888,6 +2937,7 @@ static void
 ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
     ngx_str_t *system, json_t *list)
 {
+    u_char        kbuf[2][NGX_SCENARIO_CHAT_KEY_LEN];
     size_t        i, n;
     json_t       *item;
     ngx_str_t     content, keys[2], *args;
@@ -2901,8 +2951,8 @@ ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
         return;
     }
 
-    keys[0] = chat->context_key;
-    keys[1] = chat->system_key;
+    ngx_scenario_chat_key(chat, &keys[0], kbuf[0], "ctx:%V");
+    ngx_scenario_chat_key(chat, &keys[1], kbuf[1], "ctx:%V:system");
     args[0] = *system;
 
     json_array_foreach(list, i, item) {
@@ -2921,7 +2971,8 @@ ngx_scenario_chat_rewrite_context(ngx_scenario_chat_t *chat,
         }
     }
 
-    (void) ngx_redis_eval_pinned(chat->smcf->redis_pool, chat->hint, NULL,
-                                 NULL, &ngx_scenario_chat_rewrite_script, 2,
-                                 keys, n + 1, args);
+    (void) ngx_redis_eval_pinned(ngx_scenario_chat_mcf(chat)->redis_pool,
+                                 ngx_scenario_chat_hint(chat), NULL, NULL,
+                                 &ngx_scenario_chat_rewrite_script, 2, keys,
+                                 n + 1, args);
 }

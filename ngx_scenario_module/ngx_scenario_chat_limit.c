@@ -32,7 +32,6 @@
 
 typedef struct {
     ngx_queue_t                  queue;     /* the worker's live leases */
-    ngx_http_request_t          *request;
     ngx_scenario_chat_admit_pt   handler;
     ngx_redis_op_t              *op;        /* the admission in flight */
     ngx_str_t                    user_key;  /* "chats:u:<id>" */
@@ -182,6 +181,9 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     ngx_scenario_chat_admit_pt handler)
 {
     u_char                    *p, caps[2][NGX_INT_T_LEN], ms[NGX_INT_T_LEN];
+    u_char                     member[sizeof(ngx_scenario_lease_instance)
+                                      + 1 + NGX_INT_T_LEN];
+    size_t                     member_len;
     ngx_str_t                  keys[2], args[4];
     ngx_connection_t          *c;
     ngx_pool_cleanup_t        *cln;
@@ -206,18 +208,23 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    member_len = ngx_sprintf(member, "%*s.%ui",
+                             sizeof(ngx_scenario_lease_instance),
+                             ngx_scenario_lease_instance,
+                             ++ngx_scenario_lease_number)
+                 - member;
+
     /*
-     * The lease and its keys apart from r->pool's blocks, which the chat's
-     * socket keeps for its life; freed with the pool, after the cleanup
+     * The lease and its keys, of their exact size, apart from r->pool's
+     * blocks, which the chat's socket keeps for its life; freed with the
+     * pool, after the cleanup
      */
     lease = ngx_scenario_calloc_apart(r->pool,
                                       sizeof(ngx_scenario_lease_t)
                                       + sizeof("chats:u:") - 1
                                       + ctx->user_id_text.len
                                       + sizeof("chats:a:") - 1
-                                      + c->addr_text.len
-                                      + sizeof(ngx_scenario_lease_instance)
-                                      + 1 + NGX_INT_T_LEN);
+                                      + c->addr_text.len + member_len);
     if (lease == NULL) {
         return NGX_ERROR;
     }
@@ -236,12 +243,9 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     lease->addr_key.len = p - lease->addr_key.data;
 
     lease->member.data = p;
-    p = ngx_sprintf(p, "%*s.%ui", sizeof(ngx_scenario_lease_instance),
-                    ngx_scenario_lease_instance,
-                    ++ngx_scenario_lease_number);
-    lease->member.len = p - lease->member.data;
+    lease->member.len = member_len;
+    ngx_memcpy(p, member, member_len);
 
-    lease->request = r;
     lease->handler = handler;
 
     /*
@@ -268,7 +272,7 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
     /* pinned: a close's ZREM always comes after its admission */
     lease->op = ngx_redis_eval_pinned(smcf->redis_pool,
                                       NGX_SCENARIO_LEASE_HINT,
-                                      ngx_scenario_lease_admitted, lease,
+                                      ngx_scenario_lease_admitted, r,
                                       &ngx_scenario_admit_script, 2, keys,
                                       4, args);
     if (lease->op == NULL) {
@@ -282,18 +286,26 @@ ngx_scenario_chat_admit(ngx_http_request_t *r,
 }
 
 
+/*
+ * data: the request, whose ctx holds the lease until the reply (a lease
+ * dropped before cancels the command: no reply comes)
+ */
+
 static void
 ngx_scenario_lease_admitted(void *data, redisReply *reply, ngx_int_t rc)
 {
-    ngx_scenario_lease_t  *lease = data;
+    ngx_http_request_t  *r = data;
 
     time_t                     retry;
     ngx_connection_t          *c;
-    ngx_http_request_t        *r;
+    ngx_scenario_ctx_t        *ctx;
+    ngx_scenario_lease_t      *lease;
     ngx_scenario_main_conf_t  *smcf;
 
+    ctx = ngx_http_get_module_ctx(r->main, ngx_scenario_module);
+    lease = ctx->lease;
+
     lease->op = NULL;
-    r = lease->request;
     c = r->connection;
     smcf = ngx_http_get_module_main_conf(r, ngx_scenario_module);
 

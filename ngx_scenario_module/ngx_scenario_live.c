@@ -133,7 +133,6 @@ ngx_scenario_live_open(ngx_http_request_t *r, json_t *doc)
     u_char                   *p, raw[8], hex[16];
     char                     *text;
     json_t                   *id;
-    ngx_http_ws_conf_t        wscf;
     ngx_scenario_live_t      *lv;
     ngx_scenario_loc_conf_t  *slcf;
 
@@ -163,14 +162,7 @@ ngx_scenario_live_open(ngx_http_request_t *r, json_t *doc)
     p = ngx_sprintf(p, "live.%*s", sizeof(hex), hex);
     lv->origin.len = p - lv->origin.data;
 
-    wscf.max_message = slcf->chat_max_message;
-    wscf.max_output = slcf->chat_max_output;
-    wscf.ping_interval = slcf->chat_ping;
-    wscf.idle_timeout = slcf->chat_idle_timeout;
-    wscf.close_timeout = 2000;
-    wscf.send_timeout = slcf->chat_send_timeout;
-
-    lv->ws = ngx_http_ws_accept(r, &wscf, ngx_scenario_live_message,
+    lv->ws = ngx_http_ws_accept(r, &slcf->chat_ws, ngx_scenario_live_message,
                                 ngx_scenario_live_closed, lv);
     if (lv->ws == NULL) {
         return NGX_ERROR;

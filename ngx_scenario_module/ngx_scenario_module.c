@@ -621,6 +621,13 @@ ngx_scenario_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->chat_context = 1;
     }
 
+    conf->chat_ws.max_message = conf->chat_max_message;
+    conf->chat_ws.max_output = conf->chat_max_output;
+    conf->chat_ws.ping_interval = conf->chat_ping;
+    conf->chat_ws.idle_timeout = conf->chat_idle_timeout;
+    conf->chat_ws.close_timeout = 2000;
+    conf->chat_ws.send_timeout = conf->chat_send_timeout;
+
     ngx_conf_merge_value(conf->judge, prev->judge, 1);
 
     return NGX_CONF_OK;
