@@ -2011,7 +2011,9 @@ ngx_scenario_turn_model_done(void *data, ngx_int_t rc, ngx_uint_t status,
     params[1].data = buf;
     params[1].len = ngx_sprintf(buf, "%i", turn->answers) - buf;
     params[2] = turn->content;
-    params[3].data = (u_char *) (chat->slcf->chat_reply_durable ? "t" : "f");
+    params[3].data = (u_char *)
+                     (ngx_scenario_chat_lcf(chat)->chat_reply_durable
+                      ? "t" : "f");
     params[3].len = 1;
 
     if (ngx_scenario_chat_pg(chat, ngx_scenario_chat_reply_sql, 4, params,
