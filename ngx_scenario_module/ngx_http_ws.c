@@ -178,6 +178,7 @@ static void ngx_http_ws_idle_handler(ngx_event_t *rev);
 static void ngx_http_ws_event_handler(ngx_event_t *ev);
 static void ngx_http_ws_keep(ngx_http_ws_t *ws);
 static void ngx_http_ws_keep_timer(ngx_http_ws_t *ws);
+static ngx_msec_t ngx_http_ws_until(ngx_msec_t at, ngx_msec_t now);
 
 static void ngx_http_ws_read(ngx_http_ws_t *ws);
 static void ngx_http_ws_parse(ngx_http_ws_t *ws, u_char *p, u_char *last);
@@ -1413,22 +1414,27 @@ ngx_http_ws_keep_timer(ngx_http_ws_t *ws)
 {
     ngx_msec_t  now, t;
 
-    /* the deadlines are ahead: ngx_http_ws_keep() acted on those due */
+    /*
+     * A deadline already passed (a write that stalls before the expired
+     * timer ran) counts as due now: the timer comes at once, and
+     * ngx_http_ws_keep() acts on it.
+     */
 
     now = ngx_current_msec;
     t = NGX_TIMER_INFINITE;
 
     if (ws->conf->idle_timeout) {
-        t = ngx_min(t, ws->last_recv + ws->conf->idle_timeout - now);
+        t = ngx_min(t, ngx_http_ws_until(ws->last_recv
+                                         + ws->conf->idle_timeout, now));
     }
 
     if (ws->conf->ping_interval) {
-        t = ngx_min(t, ws->last_ping + ws->conf->ping_interval - now);
+        t = ngx_min(t, ngx_http_ws_until(ws->last_ping
+                                         + ws->conf->ping_interval, now));
     }
 
     if (ws->send_due) {
-        t = ((ngx_msec_int_t) (ws->send_by - now) > 0)
-            ? ngx_min(t, ws->send_by - now) : 0;
+        t = ngx_min(t, ngx_http_ws_until(ws->send_by, now));
     }
 
     ws->event.cancelable = !ws->send_due;
@@ -1436,6 +1442,13 @@ ngx_http_ws_keep_timer(ngx_http_ws_t *ws)
     if (t != NGX_TIMER_INFINITE) {
         ngx_add_timer(&ws->event, ngx_max(t, 1));
     }
+}
+
+
+static ngx_msec_t
+ngx_http_ws_until(ngx_msec_t at, ngx_msec_t now)
+{
+    return ((ngx_msec_int_t) (at - now) > 0) ? at - now : 0;
 }
 
 
