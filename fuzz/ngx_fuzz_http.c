@@ -13,6 +13,7 @@
     void name(void);                                                          \
     void name(void) { abort(); }
 
+ngx_fuzz_never(ngx_calloc)
 ngx_fuzz_never(ngx_decode_base64)
 ngx_fuzz_never(ngx_encode_base64)
 ngx_fuzz_never(ngx_gmtime)
@@ -32,3 +33,6 @@ ngx_fuzz_never(ngx_sha1_update)
 ngx_fuzz_never(ngx_sprintf)
 ngx_fuzz_never(ngx_strncasecmp)
 ngx_fuzz_never(ngx_tcp_nodelay)
+
+/* read by the handshake only (the module contexts' count) */
+unsigned long  ngx_http_max_module;
