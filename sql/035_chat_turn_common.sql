@@ -62,35 +62,26 @@ BEGIN
           AND m.seq > p_answers
         ORDER BY m.seq LIMIT 1;
 
-        IF FOUND THEN
-            -- the seq goes back: no reply takes it
-            UPDATE sessions s SET last_seq = s.last_seq - 1
-            WHERE s.id = p_session RETURNING s.last_seq INTO v_last;
-
-            duplicate := true;
-            pending := EXISTS (SELECT 1 FROM messages m
-                               WHERE m.session_id = p_session
-                                 AND m.role = 'user'
-                                 AND m.seq > p_answers);
-            last_seq := v_last;
-            RETURN NEXT;
-            RETURN;
-        END IF;
-
+        duplicate := FOUND;
         pending := EXISTS (SELECT 1 FROM messages m
-                           WHERE m.session_id = p_session
-                             AND m.role = 'user'
+                           WHERE m.session_id = p_session AND m.role = 'user'
                              AND m.seq > p_answers);
     ELSE
+        duplicate := false;
         pending := false;
     END IF;
 
-    INSERT INTO messages AS m (session_id, seq, role, content)
-    VALUES (p_session, v_last, 'assistant', p_content)
-    RETURNING m.seq, m.created_at, m.content
-    INTO seq, created_at, content;
+    IF duplicate THEN
+        -- the seq goes back: no reply takes it
+        UPDATE sessions s SET last_seq = s.last_seq - 1
+        WHERE s.id = p_session RETURNING s.last_seq INTO v_last;
+    ELSE
+        INSERT INTO messages AS m (session_id, seq, role, content)
+        VALUES (p_session, v_last, 'assistant', p_content)
+        RETURNING m.seq, m.created_at, m.content
+        INTO seq, created_at, content;
+    END IF;
 
-    duplicate := false;
     last_seq := v_last;
     RETURN NEXT;
 END;

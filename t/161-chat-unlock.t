@@ -27,22 +27,8 @@ my $sid = pg_exec(q{INSERT INTO sessions (user_id, scenario_id)
 
 sub until_end {
     my ($ws) = @_;
-    my @got;
-    my $deadline = time + 8;
-    while (time < $deadline) {
-        my $f = $ws->recv_frame($deadline - time) or last;
-        next unless $f->{opcode} == 1;
-        my $ev = json_decode($f->{payload});
-        push @got, $ev;
-        last if $ev->{type} eq 'assistant_end' || $ev->{type} eq 'error';
-    }
-    return @got;
-}
-
-sub say_to {
-    my ($ws, $id, $text) = @_;
-    $ws->send_text(json_encode({ type => 'user_message',
-                                 client_msg_id => $id, content => $text }));
+    return ws_events($ws, 8, sub {
+        $_[0]{type} eq 'assistant_end' || $_[0]{type} eq 'error' });
 }
 
 sub context_seqs {
@@ -67,7 +53,7 @@ sub redis_counts {
 
 subtest 'the common path: the lock goes, the turn joins the context' => sub {
     my $r0 = redis_counts();
-    say_to($ws, 'u-1', 'Hello there [[delay:0]]');
+    ws_say($ws, 'u-1', 'Hello there [[delay:0]]');
     my ($end) = grep { $_->{type} eq 'assistant_end' } until_end($ws);
     is $end && $end->{seq}, 3, 'the reply, seq 3';
     sleep 0.2;
@@ -82,7 +68,7 @@ subtest 'the common path: the lock goes, the turn joins the context' => sub {
 };
 
 subtest 'a lock taken meanwhile stays its taker\'s' => sub {
-    say_to($ws, 'u-2', 'Where is it? [[slow:1000]]');
+    ws_say($ws, 'u-2', 'Where is it? [[slow:1000]]');
 
     my $held = '';
     my $deadline = time + 3;
@@ -107,7 +93,7 @@ subtest 'a lock taken meanwhile stays its taker\'s' => sub {
                $sid), 5, 'Postgres has all five messages';
 
     redis_cmd('del', "gen:$sid");
-    say_to($ws, 'u-3', 'And now?');
+    ws_say($ws, 'u-3', 'And now?');
     ($end) = grep { $_->{type} eq 'assistant_end' } until_end($ws);
     is $end && $end->{seq}, 7, 'the next turn, seq 7';
     my $last = `curl -fsS http://127.0.0.1:$ENV{TEST_NGINX_STUB_PORT}/last`;

@@ -58,16 +58,10 @@ subtest 'in Postgres: the setting lasts for the reply\'s transaction' => sub {
         . 'user:Once more,assistant:And again', 'all six stored';
 };
 
-sub until_event {
+sub until_event {   # the event $stop picks, or undef
     my ($ws, $secs, $stop) = @_;
-    my $deadline = time + $secs;
-    while (time < $deadline) {
-        my $f = $ws->recv_frame($deadline - time) or last;
-        next unless $f->{opcode} == 1;
-        my $ev = json_decode($f->{payload});
-        return $ev if $stop->($ev);
-    }
-    return undef;
+    my @got = ws_events($ws, $secs, $stop);
+    return @got && $stop->($got[-1]) ? $got[-1] : undef;
 }
 
 sub is_last { $_[0]{type} eq 'assistant_end' || $_[0]{type} eq 'error' }
@@ -105,9 +99,7 @@ sub two_turns {
     ok $ws->handshake_ok, 'connected';
     is until_event($ws, 8, \&is_last)->{type}, 'assistant_end',
         'the persona opens';
-    $ws->send_text(json_encode({ type => 'user_message',
-                                 client_msg_id => 'm-1',
-                                 content => 'I will sort it out.' }));
+    ws_say($ws, 'm-1', 'I will sort it out.');
     my $ack = until_event($ws, 8, sub { $_[0]{type} eq 'ack' });
     is $ack && $ack->{seq}, 2, 'acknowledged';
     my $end = until_event($ws, 8, \&is_last);

@@ -38,6 +38,7 @@ our @EXPORT = qw(
 our @EXPORT_OK = qw(
     make_token make_user make_session expand_env http_raw error_log_data nginx_pid nginx_port nginx_servroot
     nginx_html_dir nginx_binary gen_nginx_conf parse_http_response
+    ws_events ws_say
 );
 
 our %EXPORT_TAGS = (all => [@EXPORT, @EXPORT_OK]);
@@ -824,6 +825,30 @@ sub http_raw {
 sub ws_connect {
     my ($path, $headers, $opts) = @_;
     return Test::Scenario::Util::WebSocket->connect($path, $headers, $opts);
+}
+
+# ws_events($ws, $secs, $stop) reads the JSON text frames of a chat or watch
+# socket until $stop->($event) is true or $secs pass; returns the events,
+# the last one the one that stopped it (if any did).
+sub ws_events {
+    my ($ws, $secs, $stop) = @_;
+    my @got;
+    my $deadline = Time::HiRes::time() + $secs;
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        my $f = $ws->recv_frame($left) or last;
+        next unless $f->{opcode} == 1;
+        my $ev = json_decode($f->{payload});
+        push @got, $ev;
+        last if $stop->($ev);
+    }
+    return @got;
+}
+
+# ws_say($ws, $client_msg_id, $content) sends a trainee's user_message.
+sub ws_say {
+    my ($ws, $id, $text) = @_;
+    $ws->send_text(json_encode({ type => 'user_message',
+                                 client_msg_id => $id, content => $text }));
 }
 
 # ---------------------------------------------------------------------------
